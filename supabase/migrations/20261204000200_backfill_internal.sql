@@ -1,0 +1,145 @@
+-- backfill_internal: helpers shared by the public RPCs. Not in an API-exposed schema,
+-- so PostgREST never serves them; executable only by service_role, through the RPCs.
+--
+-- Every function pins search_path = '' (invariant 6), so every name is schema-qualified.
+
+create schema if not exists backfill_internal;
+revoke all on schema backfill_internal from public, anon, authenticated;
+grant usage on schema backfill_internal to service_role;
+
+-- Bad arguments raise 22023 (invalid_parameter_value) naming the argument, before
+-- anything is written, so a refused call changes nothing.
+create function backfill_internal.invalid_argument(p_name text, p_problem text)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  raise exception '% %', p_name, p_problem using errcode = '22023';
+end;
+$$;
+
+create function backfill_internal.require_between(
+  p_name text, p_value integer, p_min integer, p_max integer)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_value is null then
+    perform backfill_internal.invalid_argument(p_name, 'must not be null');
+  elsif p_value < p_min or p_value > p_max then
+    perform backfill_internal.invalid_argument(
+      p_name, format('must be between %s and %s (got %s)', p_min, p_max, p_value));
+  end if;
+end;
+$$;
+
+create function backfill_internal.require_not_null(p_name text, p_value anyelement)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_value is null then
+    perform backfill_internal.invalid_argument(p_name, 'must not be null');
+  end if;
+end;
+$$;
+
+-- A source is a non-empty name of at most 200 characters (the table's own check),
+-- refused here first so the caller gets 22023 rather than a constraint violation.
+create function backfill_internal.require_source(p_name text, p_source text)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_source is null then
+    perform backfill_internal.invalid_argument(p_name, 'must not be null');
+  elsif p_source = '' or length(p_source) > 200 then
+    perform backfill_internal.invalid_argument(p_name, 'must be 1 to 200 characters');
+  end if;
+end;
+$$;
+
+-- The first day of the month of any day. Through timestamp (without time zone):
+-- date_trunc on a date would go through timestamptz and the session's time zone.
+create function backfill_internal.month_of(p_day date)
+returns date
+language sql
+immutable
+strict
+set search_path = ''
+as $$
+  select date_trunc('month', p_day::timestamp)::date
+$$;
+
+-- Exponential backoff with jitter for the attempt that just failed: 10 s, 20 s, 40 s …
+-- capped at one hour, each scaled by a random factor in [0.5, 1) so months that failed
+-- together do not come back together.
+create function backfill_internal.retry_delay(p_attempt integer)
+returns interval
+language sql
+volatile
+set search_path = ''
+as $$
+  select make_interval(secs => least(3600, 10 * power(2, greatest(p_attempt, 1) - 1))
+                               * (0.5 + random() / 2))
+$$;
+
+-- Invariant 4 (Recovered): a processing row whose lease has expired goes back to
+-- retry (or to failed if that was its last attempt), dropping its token so the dead
+-- worker's late calls are refused. The attempt stays counted: the claim was not
+-- released. SKIP LOCKED: a row a live worker is completing right now is left to it,
+-- and the re-check under the lock ignores a lease that was extended meanwhile.
+create function backfill_internal.expire_leases()
+returns integer
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_count integer;
+begin
+  with expired as (
+    select b.source, b.month
+    from public.backfill_log b
+    where b.lease_expires_at <= now()
+    order by b.lease_expires_at
+    for update skip locked
+  )
+  update public.backfill_log b
+  set status           = case when b.attempts >= b.max_attempts then 'failed' else 'retry' end,
+      next_attempt_at  = now(),
+      last_error       = format('lease expired at %s (claimed by %s, attempt %s)',
+                                b.lease_expires_at, coalesce(b.claimed_by, 'an unnamed worker'),
+                                b.attempts),
+      claim_token      = null,
+      lease_expires_at = null,
+      updated_at       = now()
+  from expired e
+  where b.source = e.source and b.month = e.month;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+revoke all on function backfill_internal.invalid_argument(text, text) from public, anon, authenticated;
+revoke all on function backfill_internal.require_between(text, integer, integer, integer) from public, anon, authenticated;
+revoke all on function backfill_internal.require_not_null(text, anyelement) from public, anon, authenticated;
+revoke all on function backfill_internal.require_source(text, text) from public, anon, authenticated;
+revoke all on function backfill_internal.month_of(date) from public, anon, authenticated;
+revoke all on function backfill_internal.retry_delay(integer) from public, anon, authenticated;
+revoke all on function backfill_internal.expire_leases() from public, anon, authenticated;
+grant execute on function backfill_internal.invalid_argument(text, text) to service_role;
+grant execute on function backfill_internal.require_between(text, integer, integer, integer) to service_role;
+grant execute on function backfill_internal.require_not_null(text, anyelement) to service_role;
+grant execute on function backfill_internal.require_source(text, text) to service_role;
+grant execute on function backfill_internal.month_of(date) to service_role;
+grant execute on function backfill_internal.retry_delay(integer) to service_role;
+grant execute on function backfill_internal.expire_leases() to service_role;

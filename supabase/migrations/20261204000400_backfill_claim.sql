@@ -1,0 +1,125 @@
+-- Taking work: claim_backfill_months, and peek_backfill_months which shows what a
+-- claim would take without taking it.
+--
+-- Claim order: highest priority first, then newest month first. A month is due when it
+-- is pending or retry with next_attempt_at <= now(); a processing month whose lease
+-- has expired is made due first (invariant 4), within the claim's own transaction.
+
+-- Invariant 1 (Exclusive): candidates are selected and locked in the same statement
+-- that marks them processing (FOR UPDATE SKIP LOCKED): there is no moment between
+-- "chosen" and "taken" for another caller to choose the same month, and a caller
+-- never waits on a row another caller has locked — it skips to the next one. Under
+-- READ COMMITTED the lock re-checks the row's latest version, so a month another
+-- caller took and committed meanwhile no longer qualifies.
+-- Invariant 2 (Fenced): every claim gets a fresh random token; the previous one, if
+-- any, stops matching the row and so changes nothing afterwards.
+-- Invariant 3 (Counted): attempts + 1 here, and nowhere else but release (- 1).
+-- Invariant 5 (Pooler-safe): one function call, one transaction, no session state.
+create function public.claim_backfill_months(
+  p_limit         integer default 1,
+  p_worker_id     text    default null,
+  p_lease_seconds integer default 900,
+  p_source        text    default null)
+returns table (
+  source           text,
+  month            date,
+  attempt          integer,
+  claim_token      uuid,
+  lease_expires_at timestamptz)
+language plpgsql
+volatile
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  perform backfill_internal.require_between('p_limit', p_limit, 1, 1000);
+  perform backfill_internal.require_between('p_lease_seconds', p_lease_seconds, 1, 86400);
+  if p_source is not null then
+    perform backfill_internal.require_source('p_source', p_source);
+  end if;
+  if length(p_worker_id) > 200 then
+    perform backfill_internal.invalid_argument('p_worker_id', 'must be at most 200 characters');
+  end if;
+
+  perform backfill_internal.expire_leases();
+
+  -- Two candidate scans, one per index, each switched off by its own one-time filter,
+  -- so a single cached plan serves both the all-sources and the one-source claim.
+  return query
+  with across_sources as (
+    select d.source, d.month
+    from public.backfill_log d
+    where p_source is null
+      and d.status in ('pending', 'retry')
+      and d.next_attempt_at <= now()
+    order by d.priority desc, d.month desc
+    limit p_limit
+    for update skip locked
+  ),
+  in_source as (
+    select d.source, d.month
+    from public.backfill_log d
+    where d.source = p_source
+      and d.status in ('pending', 'retry')
+      and d.next_attempt_at <= now()
+    order by d.priority desc, d.month desc
+    limit p_limit
+    for update skip locked
+  ),
+  claimed as (
+    update public.backfill_log b
+    set status           = 'processing',
+        attempts         = b.attempts + 1,
+        claim_token      = gen_random_uuid(),
+        claimed_by       = p_worker_id,
+        claimed_at       = now(),
+        lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+        updated_at       = now()
+    from (select * from across_sources union all select * from in_source) c
+    where b.source = c.source and b.month = c.month
+    returning b.source, b.month, b.attempts, b.claim_token, b.lease_expires_at, b.priority
+  )
+  select c.source, c.month, c.attempts, c.claim_token, c.lease_expires_at
+  from claimed c
+  order by c.priority desc, c.month desc;
+end;
+$$;
+
+-- What claim_backfill_months(p_limit, p_source => p_source) would take now, in the
+-- same order, including processing months whose expired lease a claim would recover.
+-- Reads only: takes no lock and changes nothing. (Rows locked by a claim in flight at
+-- this instant are shown, though that claim will take them.)
+create function public.peek_backfill_months(
+  p_limit  integer default 10,
+  p_source text    default null)
+returns table (
+  source   text,
+  month    date,
+  status   text,
+  attempts integer)
+language plpgsql
+stable
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  perform backfill_internal.require_between('p_limit', p_limit, 1, 1000);
+  if p_source is not null then
+    perform backfill_internal.require_source('p_source', p_source);
+  end if;
+
+  return query
+  select d.source, d.month, d.status, d.attempts
+  from public.backfill_log d
+  where (p_source is null or d.source = p_source)
+    and ((d.status in ('pending', 'retry') and d.next_attempt_at <= now())
+         or (d.lease_expires_at <= now() and d.attempts < d.max_attempts))
+  order by d.priority desc, d.month desc
+  limit p_limit;
+end;
+$$;
+
+revoke all on function public.claim_backfill_months(integer, text, integer, text) from public, anon, authenticated;
+revoke all on function public.peek_backfill_months(integer, text) from public, anon, authenticated;
+grant execute on function public.claim_backfill_months(integer, text, integer, text) to service_role;
+grant execute on function public.peek_backfill_months(integer, text) to service_role;
