@@ -23,6 +23,7 @@ create table public.backfill_log (
   claimed_by       text,
   claimed_at       timestamptz,
   lease_expires_at timestamptz,
+  heartbeat_at     timestamptz,
   last_error       text,
   result           jsonb,
   completed_at     timestamptz,
@@ -69,6 +70,8 @@ create table public.backfill_log (
 
 comment on table public.backfill_log is
   'One row per (source, month) of a backfill; written only through the *_backfill_* RPCs.';
+comment on column public.backfill_log.heartbeat_at is
+  'Last heartbeat of the current claim; set once its worker has started, null before.';
 
 -- Invariant 7 (Fast at scale): the claim walks these in claim order and stops after
 -- p_limit rows. They hold only waiting rows, so completed, failed and in-flight rows

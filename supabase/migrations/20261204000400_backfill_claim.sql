@@ -74,6 +74,7 @@ begin
         claimed_by       = p_worker_id,
         claimed_at       = now(),
         lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+        heartbeat_at     = null,
         updated_at       = now()
     from (select * from across_sources union all select * from in_source) c
     where b.source = c.source and b.month = c.month

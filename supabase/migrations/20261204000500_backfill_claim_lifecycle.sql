@@ -13,7 +13,9 @@
 -- other sees the row changed.
 
 -- Extends a held lease to now() + p_lease_seconds and returns the new expiry; null
--- when the claim is no longer held, which tells the worker to stop.
+-- when the claim is no longer held, which tells the worker to stop. A worker's first
+-- heartbeat also marks the claim started (heartbeat_at), after which it can no longer
+-- be released: see release_backfill_month.
 create function public.heartbeat_backfill_month(
   p_claim_token   uuid,
   p_lease_seconds integer default 900)
@@ -30,6 +32,7 @@ begin
 
   update public.backfill_log b
   set lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+      heartbeat_at     = now(),
       updated_at       = now()
   where b.claim_token = p_claim_token
     and b.status = 'processing'
@@ -105,7 +108,14 @@ $$;
 
 -- Hands back a claim that was never started (e.g. the scheduler could not deliver it
 -- to a worker): the month is due again at once and the attempt is not counted
--- (invariant 3). true: released; false: stale token.
+-- (invariant 3). true: released; false: stale token, or the claim was started.
+--
+-- "Started" is the worker's first heartbeat, which a worker sends before any work. So
+-- when a hand-over is in doubt (the request timed out: did the worker get it?), the
+-- scheduler may still release safely: either the release wins, and the worker's
+-- heartbeat then finds the claim gone and it never starts; or the heartbeat won, the
+-- release is refused and the worker keeps the month. Never both, so a month is never
+-- processed twice at once.
 create function public.release_backfill_month(p_claim_token uuid)
 returns boolean
 language plpgsql
@@ -123,7 +133,8 @@ begin
       lease_expires_at = null,
       updated_at       = now()
   where b.claim_token = p_claim_token
-    and b.status = 'processing';
+    and b.status = 'processing'
+    and b.heartbeat_at is null;
   return found;
 end;
 $$;
