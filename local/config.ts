@@ -1,0 +1,67 @@
+// Ports, paths and URLs of the local stack, in one place so that the CLI, the test runner, the
+// gateway and the benchmarks all agree on them. Importing this module has no side effects.
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+
+export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+
+// Overridable because the postgres OS user must be able to reach this folder; a checkout under a
+// private home directory can point it elsewhere (e.g. /tmp/backfill-stack).
+export const STACK_DIR = Deno.env.get("BACKFILL_STACK_DIR") ?? join(REPO_ROOT, ".stack");
+
+export const DB_HOST = "127.0.0.1";
+// Supabase's local defaults (`supabase start`), so URLs copied from its docs keep working.
+export const DB_PORT = 54322;
+export const POOLER_PORT = 54329;
+export const API_PORT = 54321;
+
+export const DB_USER = "postgres";
+export const DB_PASSWORD = "postgres";
+export const DB_NAME = "postgres";
+
+export const DB_URL = `postgresql://${DB_USER}:${DB_PASSWORD}@${DB_HOST}:${DB_PORT}/${DB_NAME}`;
+export const POOLER_URL =
+  `postgresql://${DB_USER}:${DB_PASSWORD}@${DB_HOST}:${POOLER_PORT}/${DB_NAME}`;
+// The Supabase CLI speaks TLS unless told not to, and this server has no certificate.
+export const CLI_DB_URL = `${DB_URL}?sslmode=disable`;
+
+export const PG_BIN = "/usr/lib/postgresql/15/bin";
+export const PGBOUNCER_BIN = "/usr/sbin/pgbouncer";
+
+export const TOOLS_DIR = join(REPO_ROOT, "local", "tools");
+export const TOOLS_BIN = join(TOOLS_DIR, "node_modules", ".bin");
+export const SUPABASE_BIN = join(TOOLS_BIN, "supabase");
+export const DENO_BIN = join(TOOLS_BIN, "deno");
+
+export const SQL_DIR = join(REPO_ROOT, "local", "sql");
+export const MIGRATIONS_DIR = join(REPO_ROOT, "supabase", "migrations");
+
+export const paths = {
+  db: join(STACK_DIR, "db"),
+  run: join(STACK_DIR, "run"),
+  log: join(STACK_DIR, "log"),
+  pgbouncer: join(STACK_DIR, "pgbouncer"),
+  postgresLog: join(STACK_DIR, "log", "postgres.log"),
+  postmasterPid: join(STACK_DIR, "db", "postmaster.pid"),
+  pgbouncerIni: join(STACK_DIR, "pgbouncer", "pgbouncer.ini"),
+  pgbouncerUsers: join(STACK_DIR, "pgbouncer", "userlist.txt"),
+  pgbouncerPid: join(STACK_DIR, "run", "pgbouncer.pid"),
+  pgbouncerLog: join(STACK_DIR, "log", "pgbouncer.log"),
+  // Present only while the stand-ins and migrations of the running cluster are applied.
+  schemaMarker: join(STACK_DIR, "run", "schema.ok"),
+};
+
+/** Environment a child process needs to reach the stack (psql, pg_prove, tests). */
+export function stackEnv(): Record<string, string> {
+  return {
+    DB_URL,
+    POOLER_URL,
+    STACK_DIR,
+    PGHOST: DB_HOST,
+    PGPORT: String(DB_PORT),
+    PGUSER: DB_USER,
+    PGPASSWORD: DB_PASSWORD,
+    PGDATABASE: DB_NAME,
+    PGSSLMODE: "disable",
+  };
+}
