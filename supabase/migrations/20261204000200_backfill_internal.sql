@@ -8,11 +8,13 @@ revoke all on schema backfill_internal from public, anon, authenticated;
 grant usage on schema backfill_internal to service_role;
 
 -- Bad arguments raise 22023 (invalid_parameter_value) naming the argument, before
--- anything is written, so a refused call changes nothing.
+-- anything is written, so a refused call changes nothing. These are stable, not
+-- immutable: an immutable call with constant arguments is evaluated while a query is
+-- planned, so it would raise at plan time (plpgsql_check does exactly that).
 create function backfill_internal.invalid_argument(p_name text, p_problem text)
 returns void
 language plpgsql
-immutable
+stable
 set search_path = ''
 as $$
 begin
@@ -24,7 +26,7 @@ create function backfill_internal.require_between(
   p_name text, p_value integer, p_min integer, p_max integer)
 returns void
 language plpgsql
-immutable
+stable
 set search_path = ''
 as $$
 begin
@@ -40,7 +42,7 @@ $$;
 create function backfill_internal.require_not_null(p_name text, p_value anyelement)
 returns void
 language plpgsql
-immutable
+stable
 set search_path = ''
 as $$
 begin
@@ -55,7 +57,7 @@ $$;
 create function backfill_internal.require_source(p_name text, p_source text)
 returns void
 language plpgsql
-immutable
+stable
 set search_path = ''
 as $$
 begin

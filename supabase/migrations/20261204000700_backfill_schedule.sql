@@ -35,7 +35,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_missing text[] := '{}';
+  v_missing text[] := array[]::text[];
 begin
   perform backfill_internal.require_not_null('p_schedule', p_schedule);
   perform backfill_internal.require_not_null('p_reaper_schedule', p_reaper_schedule);
@@ -80,7 +80,7 @@ begin
                         'select public.reap_expired_backfill_leases()');
 
   return query
-  select j.jobname, j.jobid, j.schedule, j.command
+  select j.jobname::text, j.jobid, j.schedule::text, j.command
   from cron.job j
   where j.jobname in ('backfill-scheduler', 'backfill-reaper')
   order by j.jobname desc;
