@@ -1,13 +1,29 @@
 // Ports, paths and URLs of the local stack, in one place so that the CLI, the test runner, the
 // gateway and the benchmarks all agree on them. Importing this module has no side effects.
 import { fileURLToPath } from "node:url";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
-// Overridable because the postgres OS user must be able to reach this folder; a checkout under a
-// private home directory can point it elsewhere (e.g. /tmp/backfill-stack).
-export const STACK_DIR = Deno.env.get("BACKFILL_STACK_DIR") ?? join(REPO_ROOT, ".stack");
+// The postgres OS user must be able to reach this folder. A checkout under a private folder
+// (a home directory, a `mktemp -d` clone) keeps its stack in /tmp instead, one per checkout;
+// BACKFILL_STACK_DIR overrides both.
+export const STACK_DIR = Deno.env.get("BACKFILL_STACK_DIR") ??
+  (reachableByAll(REPO_ROOT) ? join(REPO_ROOT, ".stack") : `/tmp/backfill-stack-${hash(REPO_ROOT)}`);
+
+function reachableByAll(dir: string): boolean {
+  for (let d = dir; ; d = dirname(d)) {
+    if ((Deno.statSync(d).mode ?? 0o777) & 0o001) {
+      if (d === "/") return true;
+    } else return false;
+  }
+}
+
+function hash(text: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return (h >>> 0).toString(16);
+}
 
 export const DB_HOST = "127.0.0.1";
 // Supabase's local defaults (`supabase start`), so URLs copied from its docs keep working.

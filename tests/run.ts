@@ -1,0 +1,66 @@
+// `deno task test`: every test of the project, against the local stack, in one command.
+//
+// Brings the stack up (installing what is missing), then runs in turn: the pgTAP suite
+// (pg_prove), the Deno tests, plpgsql_check through `supabase db lint`, and Supabase's
+// advisors. Each step runs even if an earlier one failed, so one run shows everything;
+// the exit code is non-zero if any step failed.
+
+import { CLI_DB_URL, DENO_BIN, REPO_ROOT, stackEnv, SUPABASE_BIN } from "../local/config.ts";
+import { start } from "../local/cli.ts";
+
+interface Step {
+  name: string;
+  cmd: string;
+  args: string[];
+}
+
+// The project's own schemas: pgTAP's functions in `extensions` are not ours to lint.
+const LINTED_SCHEMAS = "public,backfill_internal";
+
+const steps: Step[] = [
+  {
+    name: "pgTAP (supabase/tests)",
+    cmd: "bash",
+    args: ["-c", "pg_prove --failures --ext .sql -r supabase/tests"],
+  },
+  {
+    name: "Deno tests (tests/)",
+    cmd: DENO_BIN,
+    args: ["test", "-A", "--no-prompt", ...Deno.args, "tests/"],
+  },
+  {
+    name: "supabase db lint (plpgsql_check)",
+    cmd: SUPABASE_BIN,
+    args: ["db", "lint", "--db-url", CLI_DB_URL, "--schema", LINTED_SCHEMAS, "--fail-on", "error"],
+  },
+  {
+    name: "supabase db advisors",
+    cmd: SUPABASE_BIN,
+    args: ["db", "advisors", "--db-url", CLI_DB_URL, "--type", "all", "--level", "warn",
+      "--fail-on", "warn"],
+  },
+];
+
+async function runStep(step: Step): Promise<boolean> {
+  console.log(`\n=== ${step.name}`);
+  const t0 = performance.now();
+  const { code } = await new Deno.Command(step.cmd, {
+    args: step.args,
+    cwd: REPO_ROOT,
+    env: stackEnv(),
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+  console.log(`=== ${step.name}: ${code === 0 ? "passed" : `FAILED (exit ${code})`} in ${seconds}s`);
+  return code === 0;
+}
+
+await start();
+const results: [string, boolean][] = [];
+for (const step of steps) results.push([step.name, await runStep(step)]);
+
+console.log("\n=== summary");
+for (const [name, ok] of results) console.log(`${ok ? "ok    " : "FAILED"}  ${name}`);
+Deno.exit(results.every(([, ok]) => ok) ? 0 : 1);
