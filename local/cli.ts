@@ -1,19 +1,30 @@
 // `deno task local <start|status|stop|migrate>`: the local stand-in for a Supabase project.
 // Importable too: tests/run.ts and benchmarks call start() and read the URLs from config.ts.
-import { DB_URL, POOLER_URL, STACK_DIR, stackEnv } from "./config.ts";
+import { STACK_DIR } from "./config.ts";
+import { stackEnv } from "./env.ts";
 import { install } from "./install.ts";
 import { pgbouncer } from "./pgbouncer.ts";
 import { postgres } from "./postgres.ts";
 import { log, StackError } from "./proc.ts";
 import { migrate, schema } from "./schema.ts";
 import type { Service } from "./service.ts";
+import { edgeFunctions, gateway, pgNetWorker } from "./daemons.ts";
+import { vaultSecrets } from "./vault_secrets.ts";
 
 export { migrate };
 export { psql, psqlFile } from "./postgres.ts";
 export * from "./config.ts";
 
-/** In start order. Append new services (gateway, functions, pg_net worker) here. */
-export const services: Service[] = [postgres, schema, pgbouncer];
+/** In start order. */
+export const services: Service[] = [
+  postgres,
+  schema,
+  vaultSecrets,
+  pgbouncer,
+  gateway,
+  pgNetWorker,
+  ...edgeFunctions,
+];
 
 export interface ServiceStatus {
   name: string;
@@ -84,7 +95,7 @@ async function main(args: string[]): Promise<number> {
       await start();
       printStatus(await status());
       log(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)}s  (${STACK_DIR})`);
-      console.log(`DB_URL=${DB_URL}\nPOOLER_URL=${POOLER_URL}`);
+      printEnv();
       return 0;
     }
     case "status": {

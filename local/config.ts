@@ -30,6 +30,13 @@ export const DB_HOST = "127.0.0.1";
 export const DB_PORT = 54322;
 export const POOLER_PORT = 54329;
 export const API_PORT = 54321;
+export const API_URL = `http://${"127.0.0.1"}:${API_PORT}`;
+export const FUNCTIONS_URL = `${API_URL}/functions/v1`;
+/** Where `deno run` serves each edge function; the gateway routes /functions/v1/<name> here. */
+export const FUNCTION_PORTS: Record<string, number> = {
+  "backfill-scheduler": 54331,
+  "backfill-worker": 54332,
+};
 
 export const DB_USER = "postgres";
 export const DB_PASSWORD = "postgres";
@@ -66,18 +73,3 @@ export const paths = {
   // Present only while the stand-ins and migrations of the running cluster are applied.
   schemaMarker: join(STACK_DIR, "run", "schema.ok"),
 };
-
-/** Environment a child process needs to reach the stack (psql, pg_prove, tests). */
-export function stackEnv(): Record<string, string> {
-  return {
-    DB_URL,
-    POOLER_URL,
-    STACK_DIR,
-    PGHOST: DB_HOST,
-    PGPORT: String(DB_PORT),
-    PGUSER: DB_USER,
-    PGPASSWORD: DB_PASSWORD,
-    PGDATABASE: DB_NAME,
-    PGSSLMODE: "disable",
-  };
-}

@@ -5,7 +5,8 @@
 // advisors. Each step runs even if an earlier one failed, so one run shows everything;
 // the exit code is non-zero if any step failed.
 
-import { CLI_DB_URL, DENO_BIN, REPO_ROOT, stackEnv, SUPABASE_BIN } from "../local/config.ts";
+import { CLI_DB_URL, DENO_BIN, REPO_ROOT, SUPABASE_BIN } from "../local/config.ts";
+import { stackEnv } from "../local/env.ts";
 import { start } from "../local/cli.ts";
 
 interface Step {
