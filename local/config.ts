@@ -27,15 +27,18 @@ function hash(text: string): string {
 
 export const DB_HOST = "127.0.0.1";
 // Supabase's local defaults (`supabase start`), so URLs copied from its docs keep working.
-export const DB_PORT = 54322;
-export const POOLER_PORT = 54329;
-export const API_PORT = 54321;
+// BACKFILL_PORT_OFFSET moves them all, so a second, throwaway stack (the benchmark's)
+// can run beside this one; with BACKFILL_STACK_DIR it is a fully separate stack.
+const PORT_OFFSET = Number(Deno.env.get("BACKFILL_PORT_OFFSET") ?? 0);
+export const DB_PORT = 54322 + PORT_OFFSET;
+export const POOLER_PORT = 54329 + PORT_OFFSET;
+export const API_PORT = 54321 + PORT_OFFSET;
 export const API_URL = `http://${"127.0.0.1"}:${API_PORT}`;
 export const FUNCTIONS_URL = `${API_URL}/functions/v1`;
 /** Where `deno run` serves each edge function; the gateway routes /functions/v1/<name> here. */
 export const FUNCTION_PORTS: Record<string, number> = {
-  "backfill-scheduler": 54331,
-  "backfill-worker": 54332,
+  "backfill-scheduler": 54331 + PORT_OFFSET,
+  "backfill-worker": 54332 + PORT_OFFSET,
 };
 
 export const DB_USER = "postgres";
