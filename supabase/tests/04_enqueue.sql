@@ -1,8 +1,9 @@
 -- enqueue_backfill_months: every month of an inclusive range, any day standing for its
 -- month; idempotent; returns how many months were new.
--- Repeatable read: other suites may be committing to this database while we run; one
--- snapshot keeps their rows out of this file's view (our own delete below hides the rest).
-begin isolation level repeatable read;
+begin;
+-- Other suites may be writing to this database while we run: hold them off until this
+-- transaction ends (reads still pass), so only this file's rows are in view.
+lock table public.backfill_log in exclusive mode;
 select plan(17);
 
 delete from public.backfill_log;

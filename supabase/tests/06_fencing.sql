@@ -1,8 +1,9 @@
 -- Invariant 2 (Fenced): a token superseded by a re-claim, or ended by complete, fail or
 -- release, changes nothing; complete may be repeated by its own token.
--- Repeatable read: other suites may be committing to this database while we run; one
--- snapshot keeps their rows out of this file's view (our own delete below hides the rest).
-begin isolation level repeatable read;
+begin;
+-- Other suites may be writing to this database while we run: hold them off until this
+-- transaction ends (reads still pass), so only this file's rows are in view.
+lock table public.backfill_log in exclusive mode;
 select plan(38);
 
 delete from public.backfill_log;

@@ -2,9 +2,10 @@
 -- idempotently; the scheduler job reads its URL and key from Vault when it runs (never
 -- stored in its text) and POSTs through pg_net. Needs pg_net and Vault (hosted Supabase,
 -- or the local stack's stand-ins); without them only the refusal is tested.
--- Repeatable read: other suites may be committing to this database while we run; one
--- snapshot keeps their rows out of this file's view (our own delete below hides the rest).
-begin isolation level repeatable read;
+begin;
+-- Other suites may be writing to this database while we run: hold them off until this
+-- transaction ends (reads still pass), so only this file's rows are in view.
+lock table public.backfill_log in exclusive mode;
 select plan(22);
 
 delete from public.backfill_log;
