@@ -24,6 +24,7 @@ async function claimEveryMonthOnce(workers: number, pooler: boolean) {
     // Open every connection before the race starts.
     await Promise.all(pools.map((sql) => sql`select 1`));
 
+    let emptyClaims = 0;
     const started = performance.now();
     const claimed = await Promise.all(pools.map(async (sql, w) => {
       const client = backfillClient(fromPostgres(sql));
@@ -31,7 +32,12 @@ async function claimEveryMonthOnce(workers: number, pooler: boolean) {
       while (true) {
         const limit = 1 + Math.floor(Math.random() * 5);
         const claims = await client.claim({ limit, source, workerId: `w${w}` });
-        if (claims.length === 0) return mine;
+        if (claims.length === 0) {
+          // Done only when nothing is left to take, not merely when this claim came back empty.
+          if ((await client.peek({ source, limit: 1 })).length === 0) return mine;
+          emptyClaims++;
+          continue;
+        }
         assert.ok(claims.length <= limit);
         for (const c of claims) {
           mine.push({
@@ -57,6 +63,7 @@ async function claimEveryMonthOnce(workers: number, pooler: boolean) {
       duplicates,
       busiestWorker: Math.max(...claimed.map((c) => c.length)),
       idleWorkers: claimed.filter((c) => c.length === 0).length,
+      emptyClaimsWithWorkLeft: emptyClaims,
       seconds: Number(seconds.toFixed(2)),
       claimsPerSecond: Math.round(all.length / seconds),
     }));
