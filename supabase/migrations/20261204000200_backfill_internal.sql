@@ -94,7 +94,8 @@ as $$
                                * (0.5 + random() / 2))
 $$;
 
--- Invariant 4 (Recovered): a processing row whose lease has expired goes back to
+-- Invariant 4 (Recovered): a processing row whose lease has expired (up to 1000 of
+-- them a call, oldest lease first) goes back to
 -- retry (or to failed if that was its last attempt), dropping its token so the dead
 -- worker's late calls are refused. The attempt stays counted: the claim was not
 -- released. SKIP LOCKED: a row a live worker is completing right now is left to it,
@@ -113,14 +114,18 @@ begin
     from public.backfill_log b
     where b.lease_expires_at <= now()
     order by b.lease_expires_at
+    -- Bounded, so that after a mass worker death no single call holds thousands of
+    -- row locks; the next claim or reaper run takes the rest.
+    limit 1000
     for update skip locked
   )
   update public.backfill_log b
   set status           = case when b.attempts >= b.max_attempts then 'failed' else 'retry' end,
       next_attempt_at  = now(),
       last_error       = format('lease expired at %s (claimed by %s, attempt %s)',
-                                b.lease_expires_at, coalesce(b.claimed_by, 'an unnamed worker'),
-                                b.attempts),
+                                to_char(b.lease_expires_at at time zone 'UTC',
+                                        'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                coalesce(b.claimed_by, 'an unnamed worker'), b.attempts),
       claim_token      = null,
       lease_expires_at = null,
       updated_at       = now()

@@ -6,11 +6,21 @@
 -- well; this keeps recovery going, and progress honest, while nobody is claiming.
 create function public.reap_expired_backfill_leases()
 returns integer
-language sql
+language plpgsql
 volatile
 set search_path = ''
 as $$
-  select backfill_internal.expire_leases()
+declare
+  v_total integer := 0;
+  v_batch integer;
+begin
+  loop
+    v_batch := backfill_internal.expire_leases();
+    v_total := v_total + v_batch;
+    exit when v_batch < 1000;
+  end loop;
+  return v_total;
+end;
 $$;
 
 -- One row per source: how many months it has in each status, the earliest time a

@@ -41,8 +41,15 @@ begin
   perform backfill_internal.require_not_null('p_reaper_schedule', p_reaper_schedule);
   perform backfill_internal.require_between('p_limit', p_limit, 1, 100);
   perform backfill_internal.require_between('p_lease_seconds', p_lease_seconds, 10, 86400);
-  perform backfill_internal.require_source('p_url_secret', p_url_secret);
-  perform backfill_internal.require_source('p_key_secret', p_key_secret);
+  -- The job runs as this function's owner and sends the key secret to the URL secret:
+  -- only secrets named for this purpose may be used, so a caller cannot have some
+  -- other Vault secret posted to wherever another secret points.
+  if p_url_secret is null or p_url_secret not like 'backfill\_%' then
+    perform backfill_internal.invalid_argument('p_url_secret', 'must name a Vault secret starting with backfill_');
+  end if;
+  if p_key_secret is null or p_key_secret not like 'backfill\_%' then
+    perform backfill_internal.invalid_argument('p_key_secret', 'must name a Vault secret starting with backfill_');
+  end if;
 
   if to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)') is null then
     v_missing := v_missing || 'pg_net (create extension pg_net)'::text;

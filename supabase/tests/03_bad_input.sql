@@ -3,7 +3,7 @@ begin;
 -- Other suites may be writing to this database while we run: hold them off until this
 -- transaction ends (reads still pass), so only this file's rows are in view.
 lock table public.backfill_log in exclusive mode;
-select plan(43);
+select plan(45);
 
 delete from public.backfill_log;
 grant usage on schema extensions to service_role;
@@ -138,6 +138,10 @@ select pg_temp.rejects($$select * from public.schedule_backfill_scheduler(p_sche
                        'schedule with a null p_schedule raises 22023 naming p_schedule');
 select pg_temp.rejects($$select * from public.schedule_backfill_scheduler(p_key_secret => '')$$, 'p_key_secret',
                        'schedule with an empty p_key_secret raises 22023 naming p_key_secret');
+select pg_temp.rejects($$select * from public.schedule_backfill_scheduler(p_key_secret => 'some_other_secret')$$, 'p_key_secret',
+                       'schedule refuses a key secret not named backfill_* (no other Vault secret can be posted)');
+select pg_temp.rejects($$select * from public.schedule_backfill_scheduler(p_url_secret => 'some_other_url')$$, 'p_url_secret',
+                       'schedule refuses a URL secret not named backfill_*');
 
 -- ... and nothing changed
 reset role;

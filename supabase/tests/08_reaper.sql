@@ -4,7 +4,7 @@ begin;
 -- Other suites may be writing to this database while we run: hold them off until this
 -- transaction ends (reads still pass), so only this file's rows are in view.
 lock table public.backfill_log in exclusive mode;
-select plan(24);
+select plan(26);
 
 delete from public.backfill_log;
 grant usage on schema extensions to service_role;
@@ -116,6 +116,18 @@ select is((select count(*)::int from public.backfill_progress('b')), 1, 'p_sourc
 select is((select count(*)::int from public.backfill_progress('nope')), 0, 'an unknown source has no progress row');
 select is((select sum(total)::int from public.backfill_progress()),
           (select count(*)::int from public.backfill_log), 'the totals add up to every row');
+
+-- A mass worker death: more expired leases than one expire_leases() batch (1000).
+reset role;
+insert into public.backfill_log (source, month, status, attempts, claim_token, claimed_at, lease_expires_at)
+select 'mass', make_date(1900 + m / 12, m % 12 + 1, 1), 'processing', 1, gen_random_uuid(),
+       now() - interval '2 hours', now() - interval '1 hour'
+from generate_series(0, 2499) m;
+set local role service_role;
+select is(public.reap_expired_backfill_leases(), 2500,
+          'the reaper ends every expired lease, even more than one batch of 1000');
+select is((select count(*)::int from public.backfill_log where source = 'mass' and status = 'retry'), 2500,
+          'after a mass expiry every month is back in retry');
 
 select * from finish();
 rollback;
