@@ -1,0 +1,1 @@
+select * from claim_backfill_months(:limit);
