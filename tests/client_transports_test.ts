@@ -1,17 +1,20 @@
 // The typed client (functions/_shared/backfill_client.ts) over its transports: every method's
 // happy path through postgres.js, error mapping, result checking, omitted arguments left to
-// the SQL defaults, and (once the local PostgREST gateway exists) identical results through
-// supabase-js.
+// the SQL defaults, and identical results and SQLSTATEs through supabase-js (the local
+// PostgREST gateway).
 
 import assert from "node:assert/strict";
 import { createClient } from "@supabase/supabase-js";
 import {
+  type BackfillClient,
   backfillClient,
   BackfillRpcError,
   type BackfillTransport,
+  fromPostgres,
   fromSupabase,
 } from "../functions/_shared/backfill_client.ts";
-import { open, removeSource, sleep, uniqueSource } from "./_support/db.ts";
+import { open, removeSource, sleep, type Sql, uniqueSource } from "./_support/db.ts";
+import { hasStack, stack } from "./_support/stack.ts";
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$/;
@@ -212,55 +215,176 @@ Deno.test("a result of the wrong shape throws a clear error", async () => {
   await assert.rejects(lying(null).enqueue({ source: "s", from: "x", to: "y" }), /wrong shape/);
 });
 
-// Switched on when the local PostgREST gateway exists (API_URL, SERVICE_ROLE_KEY): the same
-// calls through supabase-js and through postgres.js give JSON-identical results.
+// Through the local PostgREST gateway (API_URL, SECRET_KEY) and straight through Postgres
+// (DB_URL): the same sequence of calls on two fresh sources gives the same results, values and
+// shapes alike (tokens and timestamps aside), and errors carry the same SQLSTATE.
+
+type Step = [call: string, result: unknown];
+
+/** A fixed sequence of calls on a fresh `source`; what each returned, tokens and times aside. */
+async function scenario(c: BackfillClient, sql: Sql, source: string): Promise<Step[]> {
+  const steps: Step[] = [];
+  const note = (call: string, result: unknown) => steps.push([call, result]);
+  const anon = (rows: { source: string }[]) => rows.map((r) => ({ ...r, source: "<source>" }));
+
+  note("enqueue", await c.enqueue({ source, from: "2020-01-15", to: "2020-12-01" }));
+  note("enqueue again", await c.enqueue({ source, from: "2019-12-31", to: "2020-03-01" }));
+  note(
+    "enqueue priority",
+    await c.enqueue({ source, from: "2019-06-01", to: "2019-06-30", priority: 3, maxAttempts: 2 }),
+  );
+  note("peek", anon(await c.peek({ source, limit: 4 })));
+  const claims = await c.claim({ source, limit: 4, workerId: "x", leaseSeconds: 60 });
+  note(
+    "claim",
+    claims.map((k) => [k.month, k.attempt, typeof k.claimToken, TIMESTAMP.test(k.leaseExpiresAt)]),
+  );
+  const [a, b, d, e] = claims.map((k) => k.claimToken);
+  const hb = await c.heartbeat(a, 120);
+  note("heartbeat", hb !== null && TIMESTAMP.test(hb));
+  const [{ v }] = await sql`
+    select to_jsonb(lease_expires_at) as v from public.backfill_log where claim_token = ${a}`;
+  note("heartbeat prints the lease as stored", hb === v);
+  note("heartbeat stale", await c.heartbeat(crypto.randomUUID()));
+  note("complete", await c.complete(a, { n: 1, nested: { list: [1, "x", null, true] } }));
+  note("complete again", await c.complete(a, { n: 2 }));
+  note("complete stale", await c.complete(crypto.randomUUID()));
+  note("complete without result", await c.complete(e));
+  note("fail retryable", await c.fail(b, "boom"));
+  note("fail again", await c.fail(b, "boom"));
+  note("fail not retryable", await c.fail(d, "bad", false));
+  const [r] = await c.claim({ source });
+  note("claim one", [r.month, r.attempt]);
+  note("release", await c.release(r.claimToken));
+  note("release again", await c.release(r.claimToken));
+  note("retryFailed", await c.retryFailed({ source }));
+  const progress = await c.progress(source);
+  note(
+    "progress",
+    progress.map(({ oldestDue, nextLeaseExpiry, ...counts }) => ({
+      ...counts,
+      source: "<source>",
+      oldestDue: oldestDue !== null && TIMESTAMP.test(oldestDue),
+      nextLeaseExpiry,
+    })),
+  );
+  note("progress of nothing", await c.progress(uniqueSource()));
+  note("peek after", anon(await c.peek({ source })));
+  note(
+    "rows",
+    await sql`
+    select month::text, status, attempts, max_attempts, priority, result, last_error,
+           claim_token is null as no_token
+    from public.backfill_log where source = ${source} order by month`,
+  );
+  return steps;
+}
+
+async function sqlstate(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof BackfillRpcError, `not a BackfillRpcError: ${e}`);
+    return e.code;
+  }
+  throw new Error("the call did not fail");
+}
+
 Deno.test({
-  name: "fromSupabase and fromPostgres give the same results",
-  ignore: !Deno.env.get("API_URL"),
-  fn: async () => {
-    const apiUrl = Deno.env.get("API_URL")!;
-    const key = Deno.env.get("SERVICE_ROLE_KEY");
-    assert.ok(key, "SERVICE_ROLE_KEY must be set along with API_URL");
-    const rest = backfillClient(
-      fromSupabase(createClient(apiUrl, key, { auth: { persistSession: false } })),
-    );
+  name: "fromSupabase (gateway) and fromPostgres give identical results and the same SQLSTATEs",
+  ignore: !hasStack(),
+  sanitizeResources: false, // supabase-js keeps a fetch client
+  fn: async (t) => {
+    const s = stack();
+    const supabase = (key: string) =>
+      backfillClient(
+        fromSupabase(createClient(s.apiUrl, key, { auth: { persistSession: false } })),
+      );
+    const rest = supabase(s.secretKey);
     const { sql, client: pg, close } = open();
     const [a, b] = [uniqueSource(), uniqueSource()];
     try {
-      assert.equal(await rest.enqueue({ source: a, from: "2020-01-15", to: "2020-12-01" }), 12);
-      assert.equal(await pg.enqueue({ source: b, from: "2020-01-15", to: "2020-12-01" }), 12);
-      const strip = (rows: { source: string }[]) => rows.map((r) => ({ ...r, source: "" }));
-      assert.deepEqual(strip(await rest.peek({ source: a })), strip(await pg.peek({ source: b })));
-      assert.deepEqual(await rest.peek({ source: a }), await pg.peek({ source: a }));
+      await t.step("the same calls on two fresh sources", async () => {
+        const viaRest = await scenario(rest, sql, a);
+        const viaPg = await scenario(pg, sql, b);
+        assert.deepEqual(viaRest, viaPg);
+        // And the sequence did what it should (so two equally broken transports do not pass).
+        const results = Object.fromEntries(viaPg);
+        assert.equal(results.enqueue, 12);
+        assert.equal(results["enqueue again"], 1);
+        assert.deepEqual(results.claim, [
+          ["2019-06-01", 1, "string", true],
+          ["2020-12-01", 1, "string", true],
+          ["2020-11-01", 1, "string", true],
+          ["2020-10-01", 1, "string", true],
+        ]);
+        assert.equal(results["heartbeat prints the lease as stored"], true);
+        assert.deepEqual(
+          [results.complete, results["complete again"], results["complete stale"]],
+          [true, true, false],
+        );
+        assert.deepEqual(
+          [results["fail retryable"], results["fail again"], results["fail not retryable"]],
+          ["retry", null, "failed"],
+        );
+        assert.deepEqual([results.release, results["release again"]], [true, false]);
+        assert.equal(results.retryFailed, 1);
+      });
 
-      const viaRest = await rest.claim({ source: a, limit: 2, leaseSeconds: 60 });
-      const viaPg = await pg.claim({ source: b, limit: 2, leaseSeconds: 60 });
-      const shape = (cs: typeof viaRest) => cs.map((c) => [c.month, c.attempt]);
-      assert.deepEqual(shape(viaRest), shape(viaPg));
-      // Timestamps print alike: the same heartbeat read back through both transports.
-      const hb = await rest.heartbeat(viaRest[0].claimToken, 60);
-      const [row] = await sql`
-        select to_jsonb(lease_expires_at) as v from public.backfill_log
-        where claim_token = ${viaRest[0].claimToken}`;
-      assert.equal(hb, row.v);
-      assert.deepEqual(await rest.progress(a), await pg.progress(a));
+      await t.step(
+        "the legacy service_role key through the gateway gives the same results",
+        async () => {
+          const [c, d] = [uniqueSource(), uniqueSource()];
+          try {
+            const viaLegacy = await scenario(supabase(s.serviceRoleKey), sql, c);
+            assert.deepEqual(viaLegacy, await scenario(pg, sql, d));
+          } finally {
+            await removeSource(sql, c);
+            await removeSource(sql, d);
+          }
+        },
+      );
 
-      assert.equal(await rest.complete(viaRest[0].claimToken, { n: 1 }), true);
-      assert.equal(await pg.complete(viaRest[0].claimToken, { n: 1 }), true);
-      assert.equal(await rest.fail(viaRest[1].claimToken, "x", false), "failed");
-      assert.equal(await rest.fail(viaRest[1].claimToken, "x"), null);
-      assert.equal(await pg.release(viaPg[0].claimToken), true);
-      assert.equal(await rest.release(viaPg[0].claimToken), false);
-      assert.equal(await rest.heartbeat(crypto.randomUUID()), null);
-      assert.equal(await rest.retryFailed({ source: a }), 1);
+      await t.step("22023 and 22P02 alike through both", async () => {
+        for (const c of [rest, pg]) {
+          assert.equal(await sqlstate(c.claim({ limit: 0 })), "22023");
+          assert.equal(await sqlstate(c.claim({ leaseSeconds: 86401 })), "22023");
+          assert.equal(
+            await sqlstate(c.enqueue({ source: a, from: "2020-02-01", to: "2020-01-01" })),
+            "22023",
+          );
+          assert.equal(
+            await sqlstate(c.enqueue({ source: "", from: "2020-01-01", to: "2020-01-01" })),
+            "22023",
+          );
+          assert.equal(await sqlstate(c.heartbeat("not-a-uuid")), "22P02");
+        }
+      });
 
-      for (const c of [rest, pg]) {
-        await assert.rejects(c.claim({ limit: 0 }), (e: unknown) => {
-          assert.ok(e instanceof BackfillRpcError);
-          assert.equal(e.code, "22023");
-          return true;
-        });
-      }
+      await t.step(
+        "42501 for anon: the anon and publishable keys through the gateway, role anon in SQL",
+        async () => {
+          for (const key of [s.anonKey, s.publishableKey]) {
+            const c = supabase(key);
+            assert.equal(await sqlstate(c.claim({ source: a })), "42501");
+            assert.equal(await sqlstate(c.peek({ source: a })), "42501");
+            assert.equal(
+              await sqlstate(c.enqueue({ source: a, from: "2020-01-01", to: "2020-01-01" })),
+              "42501",
+            );
+            assert.equal(await sqlstate(c.progress(a)), "42501");
+          }
+          for (const fn of ["claim", "peek", "progress"] as const) {
+            // The error ends the transaction: sql.begin rejects with it, and rolls back.
+            const code = await sqlstate(sql.begin(async (tx) => {
+              await tx`set local role anon`;
+              const asAnon = backfillClient(fromPostgres(tx));
+              return await (fn === "progress" ? asAnon.progress(a) : asAnon[fn]({ source: a }));
+            }));
+            assert.equal(code, "42501", fn);
+          }
+        },
+      );
     } finally {
       await removeSource(sql, a);
       await removeSource(sql, b);
