@@ -41,48 +41,74 @@ begin
     perform backfill_internal.invalid_argument('p_worker_id', 'must be at most 200 characters');
   end if;
 
-  perform backfill_internal.expire_leases();
+  -- The probe is one index lookup; the recovery runs only when there is something to
+  -- recover, which keeps its cost off the claim's hot path.
+  if exists (select 1 from public.backfill_log e where e.lease_expires_at <= now()) then
+    perform backfill_internal.expire_leases();
+  end if;
 
-  -- Two candidate scans, one per index, each switched off by its own one-time filter,
-  -- so a single cached plan serves both the all-sources and the one-source claim.
-  return query
-  with across_sources as (
-    select d.source, d.month
-    from public.backfill_log d
-    where p_source is null
-      and d.status in ('pending', 'retry')
-      and d.next_attempt_at <= now()
-    order by d.priority desc, d.month desc
-    limit p_limit
-    for update skip locked
-  ),
-  in_source as (
-    select d.source, d.month
-    from public.backfill_log d
-    where d.source = p_source
-      and d.status in ('pending', 'retry')
-      and d.next_attempt_at <= now()
-    order by d.priority desc, d.month desc
-    limit p_limit
-    for update skip locked
-  ),
-  claimed as (
-    update public.backfill_log b
-    set status           = 'processing',
-        attempts         = b.attempts + 1,
-        claim_token      = gen_random_uuid(),
-        claimed_by       = p_worker_id,
-        claimed_at       = now(),
-        lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-        heartbeat_at     = null,
-        updated_at       = now()
-    from (select * from across_sources union all select * from in_source) c
-    where b.source = c.source and b.month = c.month
-    returning b.source, b.month, b.attempts, b.claim_token, b.lease_expires_at, b.priority
-  )
-  select c.source, c.month, c.attempts, c.claim_token, c.lease_expires_at
-  from claimed c
-  order by c.priority desc, c.month desc;
+  -- Two statements, alike but for the source filter, because each must have its own
+  -- cached plan on its own index: one statement with `p_source is null or d.source =
+  -- p_source` gets one generic plan for both, and a union of both branches measured
+  -- about 15 % slower (bench/run.ts).
+  if p_source is null then
+    return query
+    with picked as (
+      select d.source, d.month
+      from public.backfill_log d
+      where d.status in ('pending', 'retry')
+        and d.next_attempt_at <= now()
+      order by d.priority desc, d.month desc
+      limit p_limit
+      for update skip locked
+    ),
+    claimed as (
+      update public.backfill_log b
+      set status           = 'processing',
+          attempts         = b.attempts + 1,
+          claim_token      = gen_random_uuid(),
+          claimed_by       = p_worker_id,
+          claimed_at       = now(),
+          lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+          heartbeat_at     = null,
+          updated_at       = now()
+      from picked c
+      where b.source = c.source and b.month = c.month
+      returning b.source, b.month, b.attempts, b.claim_token, b.lease_expires_at, b.priority
+    )
+    select c.source, c.month, c.attempts, c.claim_token, c.lease_expires_at
+    from claimed c
+    order by c.priority desc, c.month desc;
+  else
+    return query
+    with picked as (
+      select d.source, d.month
+      from public.backfill_log d
+      where d.source = p_source
+        and d.status in ('pending', 'retry')
+        and d.next_attempt_at <= now()
+      order by d.priority desc, d.month desc
+      limit p_limit
+      for update skip locked
+    ),
+    claimed as (
+      update public.backfill_log b
+      set status           = 'processing',
+          attempts         = b.attempts + 1,
+          claim_token      = gen_random_uuid(),
+          claimed_by       = p_worker_id,
+          claimed_at       = now(),
+          lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+          heartbeat_at     = null,
+          updated_at       = now()
+      from picked c
+      where b.source = c.source and b.month = c.month
+      returning b.source, b.month, b.attempts, b.claim_token, b.lease_expires_at, b.priority
+    )
+    select c.source, c.month, c.attempts, c.claim_token, c.lease_expires_at
+    from claimed c
+    order by c.priority desc, c.month desc;
+  end if;
 end;
 $$;
 
