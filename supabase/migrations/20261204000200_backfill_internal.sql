@@ -81,6 +81,23 @@ as $$
   select date_trunc('month', p_day::timestamp)::date
 $$;
 
+-- p_from .. p_to must not run backwards. Compared as months, since any day stands for
+-- its month: 2020-01-20 .. 2020-01-10 is January, not an error. Nulls pass (callers
+-- that need both dates check them first).
+create function backfill_internal.require_month_order(p_from date, p_to date)
+returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if backfill_internal.month_of(p_from) > backfill_internal.month_of(p_to) then
+    perform backfill_internal.invalid_argument(
+      'p_from', format('must not be in a month after p_to (%s > %s)', p_from, p_to));
+  end if;
+end;
+$$;
+
 -- Exponential backoff with jitter for the attempt that just failed: 10 s, 20 s, 40 s …
 -- capped at one hour, each scaled by a random factor in [0.5, 1) so months that failed
 -- together do not come back together.
@@ -141,6 +158,7 @@ revoke all on function backfill_internal.require_between(text, integer, integer,
 revoke all on function backfill_internal.require_not_null(text, anyelement) from public, anon, authenticated;
 revoke all on function backfill_internal.require_source(text, text) from public, anon, authenticated;
 revoke all on function backfill_internal.month_of(date) from public, anon, authenticated;
+revoke all on function backfill_internal.require_month_order(date, date) from public, anon, authenticated;
 revoke all on function backfill_internal.retry_delay(integer) from public, anon, authenticated;
 revoke all on function backfill_internal.expire_leases() from public, anon, authenticated;
 grant execute on function backfill_internal.invalid_argument(text, text) to service_role;
@@ -148,5 +166,6 @@ grant execute on function backfill_internal.require_between(text, integer, integ
 grant execute on function backfill_internal.require_not_null(text, anyelement) to service_role;
 grant execute on function backfill_internal.require_source(text, text) to service_role;
 grant execute on function backfill_internal.month_of(date) to service_role;
+grant execute on function backfill_internal.require_month_order(date, date) to service_role;
 grant execute on function backfill_internal.retry_delay(integer) to service_role;
 grant execute on function backfill_internal.expire_leases() to service_role;

@@ -22,11 +22,7 @@ begin
   perform backfill_internal.require_source('p_source', p_source);
   perform backfill_internal.require_not_null('p_from', p_from);
   perform backfill_internal.require_not_null('p_to', p_to);
-  -- Compared as months: 2020-01-20 .. 2020-01-10 is January, not an error.
-  if backfill_internal.month_of(p_from) > backfill_internal.month_of(p_to) then
-    perform backfill_internal.invalid_argument(
-      'p_from', format('must not be in a month after p_to (%s > %s)', p_from, p_to));
-  end if;
+  perform backfill_internal.require_month_order(p_from, p_to);
   -- 1200 years of months: far beyond any real backfill, small enough for one statement.
   if (extract(year from p_to) - extract(year from p_from)) * 12
      + extract(month from p_to) - extract(month from p_from) >= 14400 then
@@ -64,10 +60,7 @@ begin
   if p_source is not null then
     perform backfill_internal.require_source('p_source', p_source);
   end if;
-  if backfill_internal.month_of(p_from) > backfill_internal.month_of(p_to) then
-    perform backfill_internal.invalid_argument(
-      'p_from', format('must not be in a month after p_to (%s > %s)', p_from, p_to));
-  end if;
+  perform backfill_internal.require_month_order(p_from, p_to);
 
   update public.backfill_log b
   set status          = 'pending',
