@@ -98,6 +98,26 @@ Deno.test("fromPostgres: every method's happy path", async (t) => {
       assert.equal(r2.result, null);
     });
 
+    await t.step("completeMany records each live token by position, false when stale", async () => {
+      const own = uniqueSource();
+      await client.enqueue({ source: own, from: "2020-01-01", to: "2020-02-01" });
+      const pair = await client.claim({ source: own, limit: 2 });
+      const tokens = [...pair.map((c) => c.claimToken), crypto.randomUUID()];
+      const first = await client.completeMany(tokens, [{ n: 1 }, { n: 2 }, { n: 3 }]);
+      assert.deepEqual(first, tokens.map((claimToken, i) => ({ claimToken, recorded: i < 2 })));
+      const again = await client.completeMany(tokens.slice(0, 2));
+      assert.deepEqual(again.map((r) => r.recorded), [true, true]);
+      const rows = await sql`
+        select result from public.backfill_log
+        where claim_token in ${sql(tokens.slice(0, 2))} order by month desc`;
+      assert.deepEqual(rows.map((r) => r.result), [{ n: 1 }, { n: 2 }]);
+      await assert.rejects(
+        client.completeMany([]),
+        (e) => e instanceof BackfillRpcError && e.code === "22023",
+      );
+      await removeSource(sql, own);
+    });
+
     await t.step("fail: retry, then failed when not retryable, null when stale", async () => {
       assert.equal(await client.fail(claims[1].claimToken, "boom"), "retry");
       assert.equal(await client.fail(claims[1].claimToken, "boom"), null);

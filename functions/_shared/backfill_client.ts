@@ -55,6 +55,11 @@ export interface BackfillClient {
   ): Promise<Claim[]>;
   heartbeat(claimToken: string, leaseSeconds?: number): Promise<string | null>;
   complete(claimToken: string, result?: Json): Promise<boolean>;
+  /** Many claims in one call; each token fenced as in complete(). Results by position. */
+  completeMany(
+    claimTokens: string[],
+    results?: Json[],
+  ): Promise<{ claimToken: string; recorded: boolean }[]>;
   fail(claimToken: string, error: string, retryable?: boolean): Promise<"retry" | "failed" | null>;
   release(claimToken: string): Promise<boolean>;
   reapExpiredLeases(): Promise<number>;
@@ -159,6 +164,15 @@ export const RPCS = {
     setof: false,
     result: z.boolean(),
   },
+  completeMany: {
+    fn: "complete_backfill_months",
+    args: [["claimTokens", "p_claim_tokens", "uuid[]"], ["results", "p_results", "jsonb[]"]],
+    setof: true,
+    result: z.array(
+      z.object({ claim_token: z.uuid(), recorded: z.boolean() })
+        .transform((r) => ({ claimToken: r.claim_token, recorded: r.recorded })),
+    ),
+  },
   fail: {
     fn: "fail_backfill_month",
     args: [
@@ -222,6 +236,7 @@ export function backfillClient(transport: BackfillTransport): BackfillClient {
     claim: (args = {}) => run("claim", args),
     heartbeat: (claimToken, leaseSeconds) => run("heartbeat", { claimToken, leaseSeconds }),
     complete: (claimToken, result) => run("complete", { claimToken, result }),
+    completeMany: (claimTokens, results) => run("completeMany", { claimTokens, results }),
     fail: (claimToken, error, retryable) => run("fail", { claimToken, error, retryable }),
     release: (claimToken) => run("release", { claimToken }),
     reapExpiredLeases: () => run("reapExpiredLeases"),
@@ -259,21 +274,19 @@ export function fromPostgres(sql: Pick<postgres.Sql, "unsafe">): BackfillTranspo
     async call(fn, args) {
       const rpc = BY_FN.get(fn);
       if (!rpc) throw new Error(`unknown backfill RPC ${fn}`);
-      const params: postgres.ParameterOrJSON<never>[] = [];
-      const named = rpc.args.filter(([, sqlName]) => sqlName in args).map(([, sqlName, type]) => {
-        const value = args[sqlName];
-        // jsonb goes as text: postgres.js would JSON-encode a string it knows is jsonb again.
-        if (type === "jsonb") {
-          params.push((value === null ? null : JSON.stringify(value)) as any);
-          return `${sqlName} => $${params.length}::text::jsonb`;
-        }
-        params.push(value as any);
-        return `${sqlName} => $${params.length}::${type}`;
-      });
-      const call = `public.${fn}(${named.join(", ")})`;
+      // The named arguments travel as one JSON text and are typed in SQL by json_to_record,
+      // as PostgREST does: arrays, jsonb and wrong types (22P02) behave as through the API.
+      const given = rpc.args.filter(([, sqlName]) => sqlName in args);
+      const call = `public.${fn}(${given.map(([, n]) => `${n} => a.${n}`).join(", ")})`;
+      const record = given.length
+        ? `json_to_record($1::text::json) as a(${given.map(([, n, t]) => `${n} ${t}`).join(", ")})`
+        : null;
       const text = rpc.setof
-        ? `select coalesce(jsonb_agg(t), '[]'::jsonb) as v from ${call} t`
-        : `select to_jsonb(${call}) as v`;
+        ? `select coalesce(jsonb_agg(t), '[]'::jsonb) as v from ${
+          record ? `${record}, ` : ""
+        }lateral ${call} t`
+        : `select to_jsonb(${call}) as v${record ? ` from ${record}` : ""}`;
+      const params = given.length ? [JSON.stringify(args)] : [];
       try {
         const [row] = await sql.unsafe(text, params);
         return row.v;
