@@ -11,7 +11,11 @@ import { join } from "node:path";
 import { API_URL, DB_PORT, DB_URL, REPO_ROOT, STACK_DIR } from "../local/config.ts";
 import { start, stop } from "../local/cli.ts";
 import { keys } from "../local/keys.ts";
-import { backfillClient, fromPostgres, fromSupabase } from "../functions/_shared/backfill_client.ts";
+import {
+  backfillClient,
+  fromPostgres,
+  fromSupabase,
+} from "../functions/_shared/backfill_client.ts";
 import { createScheduler } from "../functions/backfill-scheduler/scheduler.ts";
 
 const CLIENTS = 32;
@@ -41,19 +45,45 @@ interface PgbenchResult {
   intervals: number[];
 }
 
-async function pgbench(script: string, opts: { seconds?: number; transactions?: number; vars?: Record<string, string | number>; progress?: boolean } = {}): Promise<PgbenchResult> {
-  const args = ["-n", "-M", "extended", "-c", String(CLIENTS), "-j", String(THREADS),
-    "-h", "127.0.0.1", "-p", String(DB_PORT), "-U", "postgres", "-f", join(BENCH_DIR, script)];
+async function pgbench(
+  script: string,
+  opts: {
+    seconds?: number;
+    transactions?: number;
+    vars?: Record<string, string | number>;
+    progress?: boolean;
+  } = {},
+): Promise<PgbenchResult> {
+  const args = [
+    "-n",
+    "-M",
+    "extended",
+    "-c",
+    String(CLIENTS),
+    "-j",
+    String(THREADS),
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(DB_PORT),
+    "-U",
+    "postgres",
+    "-f",
+    join(BENCH_DIR, script),
+  ];
   if (opts.transactions) args.push("-t", String(opts.transactions));
   else args.push("-T", String(opts.seconds ?? SECONDS));
   if (opts.progress) args.push("-P", "10");
   for (const [k, v] of Object.entries(opts.vars ?? {})) args.push("-D", `${k}=${v}`);
   args.push("postgres");
-  const out = await new Deno.Command("pgbench", { args, stdout: "piped", stderr: "piped" }).output();
+  const out = await new Deno.Command("pgbench", { args, stdout: "piped", stderr: "piped" })
+    .output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   const tps = text.match(/^tps = ([\d.]+)/m);
   if (out.code !== 0 || !tps) throw new Error(`pgbench ${script} failed:\n${text.slice(-2000)}`);
-  const intervals = [...text.matchAll(/^progress: [\d.]+ s, ([\d.]+) tps/gm)].map((m) => Number(m[1]));
+  const intervals = [...text.matchAll(/^progress: [\d.]+ s, ([\d.]+) tps/gm)].map((m) =>
+    Number(m[1])
+  );
   return { tps: Number(tps[1]), intervals };
 }
 
@@ -71,7 +101,9 @@ async function load(sources: number, months: number, doneShare = 0) {
            case when st = 'completed' then now() end,
            case when st = 'failed' then 'bench' end
     from (select s, m,
-                 case when (s * 7919 + m * 104729) % 1000 >= ${Math.round(doneShare * 1000)} then 'pending'
+                 case when (s * 7919 + m * 104729) % 1000 >= ${
+    Math.round(doneShare * 1000)
+  } then 'pending'
                       when (s + m) % 10 = 0 then 'failed'
                       else 'completed' end as st
           from generate_series(1, ${sources}) s, generate_series(0, ${months - 1}) m) x`;
@@ -79,7 +111,9 @@ async function load(sources: number, months: number, doneShare = 0) {
 }
 
 const claimedRows = async () =>
-  Number((await sql`select count(*) as n from public.backfill_log where status = 'processing'`)[0].n);
+  Number(
+    (await sql`select count(*) as n from public.backfill_log where status = 'processing'`)[0].n,
+  );
 
 async function claimRowsPerSecond(limit: number, seconds: number) {
   await load(100, 2400);
@@ -122,7 +156,11 @@ report("claim_tps_20k_fresh", fresh20k);
 report("claim_tps_1m_95pct_done", done1m);
 
 await load(100, 10_000);
-const sustained = await pgbench("claim.sql", { seconds: SUSTAINED_SECONDS, vars: { limit: 1 }, progress: true });
+const sustained = await pgbench("claim.sql", {
+  seconds: SUSTAINED_SECONDS,
+  vars: { limit: 1 },
+  progress: true,
+});
 const first10 = sustained.intervals[0];
 const last10 = sustained.intervals.at(-1)!;
 report("sustained_claim_tps_first_10s", first10);
@@ -145,14 +183,22 @@ report("claim_tps_pinned_horizon", pinned);
 // Months/s claimed and handed to a no-op worker through the HTTP scheduler, against the
 // same claims made directly through the RPC (PostgREST stand-in), same batch and callers.
 const k = keys();
-const rpcClient = backfillClient(fromSupabase(createClient(API_URL, k.secretKey, { auth: { persistSession: false } })));
-const noopWorker = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, () => new Response(null, { status: 202 }));
-const scheduler = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, createScheduler({
-  client: rpcClient,
-  acceptedKey: k.secretKey,
-  workerUrl: `http://127.0.0.1:${noopWorker.addr.port}/`,
-  workerKey: k.secretKey,
-}));
+const rpcClient = backfillClient(
+  fromSupabase(createClient(API_URL, k.secretKey, { auth: { persistSession: false } })),
+);
+const noopWorker = Deno.serve(
+  { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+  () => new Response(null, { status: 202 }),
+);
+const scheduler = Deno.serve(
+  { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+  createScheduler({
+    client: rpcClient,
+    acceptedKey: k.secretKey,
+    workerUrl: `http://127.0.0.1:${noopWorker.addr.port}/`,
+    workerKey: k.secretKey,
+  }),
+);
 const schedulerUrl = `http://127.0.0.1:${scheduler.addr.port}/`;
 
 async function drive(callers: number, seconds: number, once: () => Promise<number>) {
@@ -176,10 +222,18 @@ const viaScheduler = await drive(CALLERS, SECONDS, async () => {
   return body.dispatched as number;
 });
 await load(100, 2400);
-const viaRpc = await drive(CALLERS, SECONDS, async () => (await rpcClient.claim({ limit: BATCH })).length);
+const viaRpc = await drive(
+  CALLERS,
+  SECONDS,
+  async () => (await rpcClient.claim({ limit: BATCH })).length,
+);
 await load(100, 2400);
 const direct = backfillClient(fromPostgres(sql));
-const viaSql = await drive(CALLERS, SECONDS, async () => (await direct.claim({ limit: BATCH })).length);
+const viaSql = await drive(
+  CALLERS,
+  SECONDS,
+  async () => (await direct.claim({ limit: BATCH })).length,
+);
 report("scheduler_months_per_s", viaScheduler);
 report("rpc_months_per_s", viaRpc);
 report("sql_months_per_s", viaSql);
@@ -206,4 +260,3 @@ await sql.end();
 await stop();
 await Deno.remove(STACK_DIR, { recursive: true }).catch(() => {});
 Deno.exit(0);
-

@@ -9,10 +9,12 @@ export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/
 // (a home directory, a `mktemp -d` clone) keeps its stack in /tmp instead, one per checkout;
 // BACKFILL_STACK_DIR overrides both.
 export const STACK_DIR = Deno.env.get("BACKFILL_STACK_DIR") ??
-  (reachableByAll(REPO_ROOT) ? join(REPO_ROOT, ".stack") : `/tmp/backfill-stack-${hash(REPO_ROOT)}`);
+  (reachableByAll(REPO_ROOT)
+    ? join(REPO_ROOT, ".stack")
+    : `/tmp/backfill-stack-${hash(REPO_ROOT)}`);
 
 function reachableByAll(dir: string): boolean {
-  for (let d = dir; ; d = dirname(d)) {
+  for (let d = dir;; d = dirname(d)) {
     if ((Deno.statSync(d).mode ?? 0o777) & 0o001) {
       if (d === "/") return true;
     } else return false;

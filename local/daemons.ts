@@ -4,10 +4,25 @@
 
 import { join } from "node:path";
 import {
-  API_PORT, API_URL, DB_URL, DENO_BIN, FUNCTION_PORTS, FUNCTIONS_URL, paths, REPO_ROOT,
+  API_PORT,
+  API_URL,
+  DB_URL,
+  DENO_BIN,
+  FUNCTION_PORTS,
+  FUNCTIONS_URL,
+  paths,
+  REPO_ROOT,
 } from "./config.ts";
 import { keys } from "./keys.ts";
-import { assertPortFree, killAndWait, log, pidFileAlive, spawnDaemon, StackError, waitFor } from "./proc.ts";
+import {
+  assertPortFree,
+  killAndWait,
+  log,
+  pidFileAlive,
+  spawnDaemon,
+  StackError,
+  waitFor,
+} from "./proc.ts";
 import type { Service } from "./service.ts";
 
 interface Daemon {
@@ -50,7 +65,11 @@ function daemon(d: Daemon): Service {
         env: d.env?.() ?? {},
       });
       try {
-        await waitFor(d.name, async () => alive() && (d.port === undefined || await answersHttp(d.port)), 60_000);
+        await waitFor(
+          d.name,
+          async () => alive() && (d.port === undefined || await answersHttp(d.port)),
+          60_000,
+        );
       } catch (e) {
         throw new StackError(`${(e as Error).message}; see ${logFile}`);
       }

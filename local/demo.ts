@@ -9,7 +9,11 @@
 
 import { createClient } from "@supabase/supabase-js";
 import postgres from "postgres";
-import { backfillClient, fromSupabase, type ProgressRow } from "../functions/_shared/backfill_client.ts";
+import {
+  backfillClient,
+  fromSupabase,
+  type ProgressRow,
+} from "../functions/_shared/backfill_client.ts";
 import { start } from "./cli.ts";
 import { API_URL, DB_URL } from "./config.ts";
 import { keys } from "./keys.ts";
@@ -32,7 +36,8 @@ await sql`delete from public.example_calendar_days where source in ${sql(SOURCES
 for (const [i, source] of SOURCES.entries()) {
   await client.enqueue({ source, from: FROM, to: TO, priority: SOURCES.length - i });
 }
-const [{ jobname }] = await sql`select jobname from public.schedule_backfill_scheduler('* * * * *', 12)`;
+const [{ jobname }] =
+  await sql`select jobname from public.schedule_backfill_scheduler('* * * * *', 12)`;
 const [{ command }] = await sql`select command from cron.job where jobname = ${jobname}`;
 
 const fire = setInterval(() => sql.unsafe(command).catch(() => {}), FIRE_EVERY_MS);
@@ -56,10 +61,14 @@ function render(rows: ProgressRow[]): string[] {
   const eta = rate > 0 ? `${Math.ceil((total - completed) / rate)}s` : "?";
   return [
     ...rows.map((r) =>
-      `${r.source.padEnd(12)} ${bar(r.completed, r.total)} ${String(r.completed).padStart(3)}/${r.total}` +
+      `${r.source.padEnd(12)} ${bar(r.completed, r.total)} ${
+        String(r.completed).padStart(3)
+      }/${r.total}` +
       `  pending ${r.pending} processing ${r.processing} retry ${r.retry} failed ${r.failed}`
     ),
-    `all          ${completed}/${total} months  ${rate.toFixed(1)} months/s  elapsed ${seconds.toFixed(0)}s  eta ${eta}`,
+    `all          ${completed}/${total} months  ${rate.toFixed(1)} months/s  elapsed ${
+      seconds.toFixed(0)
+    }s  eta ${eta}`,
   ];
 }
 
@@ -78,7 +87,9 @@ try {
     }
     const settled = rows.every((r) => r.completed + r.failed === r.total);
     if (settled) break;
-    if (performance.now() - started > GIVE_UP_AFTER_MS) throw new Error("the demo did not finish in time");
+    if (performance.now() - started > GIVE_UP_AFTER_MS) {
+      throw new Error("the demo did not finish in time");
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
 } finally {
@@ -96,8 +107,12 @@ const [attempts] = await sql`
 await sql.end();
 
 if (!tty) console.log(render(rows).join("\n"));
-console.log(`
-done in ${((performance.now() - started) / 1000).toFixed(1)}s: ${attempts.completed}/${attempts.months} months completed, ` +
-  `${attempts.attempts} attempts, ${written.days} days written for ${written.months} months.
-The stack is still running: \`deno task local status\`; stop it with \`deno task local stop\`.`);
+console.log(
+  `
+done in ${
+    ((performance.now() - started) / 1000).toFixed(1)
+  }s: ${attempts.completed}/${attempts.months} months completed, ` +
+    `${attempts.attempts} attempts, ${written.days} days written for ${written.months} months.
+The stack is still running: \`deno task local status\`; stop it with \`deno task local stop\`.`,
+);
 Deno.exit(attempts.completed === attempts.months ? 0 : 1);

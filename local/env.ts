@@ -2,7 +2,15 @@
 // `deno task local status -o env` prints exactly this.
 
 import {
-  API_URL, DB_HOST, DB_NAME, DB_PASSWORD, DB_PORT, DB_URL, DB_USER, FUNCTIONS_URL, POOLER_URL,
+  API_URL,
+  DB_HOST,
+  DB_NAME,
+  DB_PASSWORD,
+  DB_PORT,
+  DB_URL,
+  DB_USER,
+  FUNCTIONS_URL,
+  POOLER_URL,
   STACK_DIR,
 } from "./config.ts";
 import { keys } from "./keys.ts";

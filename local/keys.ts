@@ -16,7 +16,10 @@ export interface Keys {
 const KEYS_FILE = join(STACK_DIR, "keys.json");
 
 const random = (prefix: string) =>
-  `${prefix}${Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  `${prefix}${
+    Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, "0"))
+      .join("")
+  }`;
 
 /** The stack's keys, made on first use. */
 export function keys(): Keys {

@@ -24,7 +24,9 @@ export const vaultSecrets: Service = {
   async isUp() {
     const pairs = Object.entries(wanted()).map(([n, v]) => `(${literal(n)}, ${literal(v)})`);
     const out = await psql(
-      `select count(*) from vault.decrypted_secrets where (name, decrypted_secret) in (${pairs.join(", ")})`,
+      `select count(*) from vault.decrypted_secrets where (name, decrypted_secret) in (${
+        pairs.join(", ")
+      })`,
     ).catch(() => "");
     return out.trim() === "2";
   },

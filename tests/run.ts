@@ -37,8 +37,18 @@ const steps: Step[] = [
   {
     name: "supabase db advisors",
     cmd: SUPABASE_BIN,
-    args: ["db", "advisors", "--db-url", CLI_DB_URL, "--type", "all", "--level", "warn",
-      "--fail-on", "warn"],
+    args: [
+      "db",
+      "advisors",
+      "--db-url",
+      CLI_DB_URL,
+      "--type",
+      "all",
+      "--level",
+      "warn",
+      "--fail-on",
+      "warn",
+    ],
   },
 ];
 
@@ -54,7 +64,9 @@ async function runStep(step: Step): Promise<boolean> {
     stderr: "inherit",
   }).output();
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-  console.log(`=== ${step.name}: ${code === 0 ? "passed" : `FAILED (exit ${code})`} in ${seconds}s`);
+  console.log(
+    `=== ${step.name}: ${code === 0 ? "passed" : `FAILED (exit ${code})`} in ${seconds}s`,
+  );
   return code === 0;
 }
 

@@ -42,8 +42,13 @@ export async function constantTimeEqual(a: string, b: string): Promise<boolean> 
 }
 
 /** True when any presented key equals the accepted one. Every presented key is compared. */
-export async function isAuthorized(headers: Headers, accepted: string | undefined): Promise<boolean> {
+export async function isAuthorized(
+  headers: Headers,
+  accepted: string | undefined,
+): Promise<boolean> {
   if (!accepted) return false;
-  const results = await Promise.all(presentedKeys(headers).map((k) => constantTimeEqual(k, accepted)));
+  const results = await Promise.all(
+    presentedKeys(headers).map((k) => constantTimeEqual(k, accepted)),
+  );
   return results.includes(true);
 }

@@ -14,9 +14,11 @@ export function json(body: unknown, status = 200, headers: HeadersInit = {}): Re
 /** Field-by-field reasons a body was refused, e.g. `{ field: "limit", problem: "…" }`. */
 export function fieldErrors(error: z.ZodError): { field: string; problem: string }[] {
   return error.issues.map((issue) => ({
-    field: issue.path.length ? issue.path.join(".") : (issue.code === "unrecognized_keys"
-      ? (issue as { keys?: string[] }).keys?.join(", ") ?? "(body)"
-      : "(body)"),
+    field: issue.path.length
+      ? issue.path.join(".")
+      : (issue.code === "unrecognized_keys"
+        ? (issue as { keys?: string[] }).keys?.join(", ") ?? "(body)"
+        : "(body)"),
     problem: issue.message,
   }));
 }

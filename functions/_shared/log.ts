@@ -4,7 +4,8 @@
 export type LogFields = Record<string, unknown>;
 
 export function log(event: string, fields: LogFields = {}): void {
-  const level = fields.level ?? (event.endsWith("_failed") || event.endsWith("_error") ? "error" : "info");
+  const level = fields.level ??
+    (event.endsWith("_failed") || event.endsWith("_error") ? "error" : "info");
   console.log(JSON.stringify({ ts: new Date().toISOString(), level, event, ...fields }));
 }
 

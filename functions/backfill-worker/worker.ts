@@ -16,7 +16,10 @@ import { persistently } from "../_shared/retry.ts";
 
 export const WorkerRequest = z.strictObject({
   source: z.string().min(1).max(200),
-  month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])-01$/, "expected the first day of a month, YYYY-MM-01"),
+  month: z.string().regex(
+    /^\d{4}-(0[1-9]|1[0-2])-01$/,
+    "expected the first day of a month, YYYY-MM-01",
+  ),
   attempt: z.number().int().min(1),
   claimToken: z.uuid(),
   leaseExpiresAt: z.string().optional(),
@@ -96,7 +99,9 @@ export function createWorker(config: WorkerConfig): Worker {
           return;
         }
         const retryable = !(e instanceof NonRetryableError);
-        const status = await persistently(() => client.fail(claimToken, errorMessage(e), retryable));
+        const status = await persistently(() =>
+          client.fail(claimToken, errorMessage(e), retryable)
+        );
         log("month_failed", { ...about, error: errorMessage(e), retryable, status });
         return;
       }
@@ -114,7 +119,11 @@ export function createWorker(config: WorkerConfig): Worker {
   function runInBackground(claim: WorkerRequest): void {
     const work = processMonth(claim).catch((e) => {
       // The database could not be told; the lease will bring the month back.
-      log("month_processing_error", { source: claim.source, month: claim.month, error: errorMessage(e) });
+      log("month_processing_error", {
+        source: claim.source,
+        month: claim.month,
+        error: errorMessage(e),
+      });
     });
     inFlight.add(work);
     work.finally(() => inFlight.delete(work));
@@ -132,7 +141,10 @@ export function createWorker(config: WorkerConfig): Worker {
       }
       runInBackground(accepted.body);
       log("claim_accepted", { source: accepted.body.source, month: accepted.body.month });
-      return json({ accepted: true, source: accepted.body.source, month: accepted.body.month }, 202);
+      return json(
+        { accepted: true, source: accepted.body.source, month: accepted.body.month },
+        202,
+      );
     },
     async idle() {
       while (inFlight.size) await Promise.all([...inFlight]);

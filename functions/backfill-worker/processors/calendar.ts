@@ -17,8 +17,11 @@ export interface CalendarDay {
 
 export function daysOfMonth(month: string): CalendarDay[] {
   const first = new Date(`${month}T00:00:00Z`);
+  const [year, monthIndex] = [first.getUTCFullYear(), first.getUTCMonth()];
+  const length = new Date(Date.UTC(year, monthIndex + 1, 0)).getUTCDate();
   const days: CalendarDay[] = [];
-  for (let d = new Date(first); d.getUTCMonth() === first.getUTCMonth(); d.setUTCDate(d.getUTCDate() + 1)) {
+  for (let dayOfMonth = 1; dayOfMonth <= length; dayOfMonth++) {
+    const d = new Date(Date.UTC(year, monthIndex, dayOfMonth));
     const weekday = d.getUTCDay() || 7;
     const yearStart = Date.UTC(d.getUTCFullYear(), 0, 1);
     // The ISO week is that of the week's Thursday.
@@ -57,7 +60,11 @@ export function calendarProcessor(
       p_days: days,
     });
     if (error) {
-      const rpcError = new BackfillRpcError("load_example_calendar_month", error.code, error.message);
+      const rpcError = new BackfillRpcError(
+        "load_example_calendar_month",
+        error.code,
+        error.message,
+      );
       throw error.code === "22023" ? new NonRetryableError(rpcError.message) : rpcError;
     }
     if (data === null) throw new Error("claim lost before the month was written");
