@@ -149,9 +149,100 @@ begin
   from expired e
   where b.source = e.source and b.month = e.month;
   get diagnostics v_count = row_count;
+  if v_count > 0 then
+    perform backfill_internal.reset_claim_cursor();
+  end if;
   return v_count;
 end;
 $$;
+
+-- The claim cursor: where an all-sources claim starts its walk down the claim order.
+--
+-- Why: every claimed month leaves a dead entry at the head of the claim-order index.
+-- Postgres skips such entries cheaply only once no snapshot can still see the old row
+-- version; while a long report, a lagging replica or a slot pins the MVCC horizon,
+-- every claim would walk all of them, and claims slow down without bound
+-- (shared/NOTES.md). So a claim remembers where it stopped and the next one starts
+-- there, past the dead entries.
+--
+-- The cursor holds claim_cursor_key(priority, month) of a position at or above every
+-- claimable month (claim order is that key, descending). It lives in a sequence
+-- because a sequence is not versioned: a row updated on every claim would itself grow
+-- a chain of dead versions under a pinned horizon, the very cost the cursor avoids.
+-- Sequences are not transactional, so the cursor is only ever a hint, kept safe by
+-- three rules:
+--   * whatever makes months due now (enqueue, release, expiry, retry_failed) resets it
+--     to the top;
+--   * a claim that finds nothing below the cursor looks again from the top, so
+--     "nothing due" is always the whole truth;
+--   * at least once a second a claim ignores the cursor and walks from the top. That
+--     bounds what a hint can miss — a month made due by a transaction that committed
+--     during a concurrent claim, a rolled-back claim, a retry whose backoff ran out —
+--     to a delay of about a second, never a loss.
+create sequence backfill_internal.claim_cursor
+  as bigint minvalue 0 maxvalue 9223372036854775807 start with 9223372036854775807;
+create sequence backfill_internal.claim_cursor_checked_ms
+  as bigint minvalue 0 start with 0;
+
+-- The cursor key of a month: priority in the high bits, months since year 0 in the low
+-- 20, so the key orders exactly as (priority, month).
+create function backfill_internal.claim_cursor_key(p_priority integer, p_month date)
+returns bigint
+language sql
+immutable
+strict
+set search_path = ''
+as $$
+  select ((p_priority::bigint + 2147483648) << 20)
+         | (extract(year from p_month)::bigint * 12 + extract(month from p_month)::bigint - 1)
+$$;
+
+-- Where the next all-sources claim should start: (priority, month), or nulls for "from
+-- the top" (the cursor is at the top, or the once-a-second walk from the top is due).
+create function backfill_internal.claim_cursor_position(out priority integer, out month date)
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;
+  v_key    bigint;
+begin
+  if v_now_ms - (select c.last_value from backfill_internal.claim_cursor_checked_ms c) >= 1000 then
+    perform pg_catalog.setval('backfill_internal.claim_cursor_checked_ms', v_now_ms);
+    return;
+  end if;
+  select c.last_value into v_key from backfill_internal.claim_cursor c;
+  if v_key < 9223372036854775807 then
+    priority := (v_key >> 20) - 2147483648;
+    month := make_date(((v_key & 1048575) / 12)::integer, ((v_key & 1048575) % 12 + 1)::integer, 1);
+  end if;
+end;
+$$;
+
+create function backfill_internal.move_claim_cursor(p_priority integer, p_month date)
+returns void
+language sql
+volatile
+set search_path = ''
+as $$
+  select pg_catalog.setval('backfill_internal.claim_cursor',
+                           backfill_internal.claim_cursor_key(p_priority, p_month))
+$$;
+
+create function backfill_internal.reset_claim_cursor()
+returns void
+language sql
+volatile
+set search_path = ''
+as $$
+  select pg_catalog.setval('backfill_internal.claim_cursor', 9223372036854775807)
+$$;
+
+revoke all on sequence backfill_internal.claim_cursor, backfill_internal.claim_cursor_checked_ms
+  from public, anon, authenticated;
+grant select, update on sequence backfill_internal.claim_cursor, backfill_internal.claim_cursor_checked_ms
+  to service_role;
 
 revoke all on function backfill_internal.invalid_argument(text, text) from public, anon, authenticated;
 revoke all on function backfill_internal.require_between(text, integer, integer, integer) from public, anon, authenticated;
@@ -161,6 +252,10 @@ revoke all on function backfill_internal.month_of(date) from public, anon, authe
 revoke all on function backfill_internal.require_month_order(date, date) from public, anon, authenticated;
 revoke all on function backfill_internal.retry_delay(integer) from public, anon, authenticated;
 revoke all on function backfill_internal.expire_leases() from public, anon, authenticated;
+revoke all on function backfill_internal.claim_cursor_key(integer, date) from public, anon, authenticated;
+revoke all on function backfill_internal.claim_cursor_position() from public, anon, authenticated;
+revoke all on function backfill_internal.move_claim_cursor(integer, date) from public, anon, authenticated;
+revoke all on function backfill_internal.reset_claim_cursor() from public, anon, authenticated;
 grant execute on function backfill_internal.invalid_argument(text, text) to service_role;
 grant execute on function backfill_internal.require_between(text, integer, integer, integer) to service_role;
 grant execute on function backfill_internal.require_not_null(text, anyelement) to service_role;
@@ -169,3 +264,7 @@ grant execute on function backfill_internal.month_of(date) to service_role;
 grant execute on function backfill_internal.require_month_order(date, date) to service_role;
 grant execute on function backfill_internal.retry_delay(integer) to service_role;
 grant execute on function backfill_internal.expire_leases() to service_role;
+grant execute on function backfill_internal.claim_cursor_key(integer, date) to service_role;
+grant execute on function backfill_internal.claim_cursor_position() to service_role;
+grant execute on function backfill_internal.move_claim_cursor(integer, date) to service_role;
+grant execute on function backfill_internal.reset_claim_cursor() to service_role;

@@ -39,6 +39,9 @@ begin
                        interval '1 month') as m
   on conflict (source, month) do nothing;
   get diagnostics v_count = row_count;
+  if v_count > 0 then
+    perform backfill_internal.reset_claim_cursor();
+  end if;
   return v_count;
 end;
 $$;
@@ -72,6 +75,9 @@ begin
     and (p_from is null or b.month >= backfill_internal.month_of(p_from))
     and (p_to is null or b.month <= p_to);
   get diagnostics v_count = row_count;
+  if v_count > 0 then
+    perform backfill_internal.reset_claim_cursor();
+  end if;
   return v_count;
 end;
 $$;

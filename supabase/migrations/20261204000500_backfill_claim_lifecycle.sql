@@ -135,7 +135,11 @@ begin
   where b.claim_token = p_claim_token
     and b.status = 'processing'
     and b.heartbeat_at is null;
-  return found;
+  if found then
+    perform backfill_internal.reset_claim_cursor();
+    return true;
+  end if;
+  return false;
 end;
 $$;
 
