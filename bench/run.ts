@@ -146,6 +146,11 @@ const rows100 = await claimRowsPerSecond(100, 3);
 report("claim_rows_per_s_limit_1", rows1);
 report("claim_rows_per_s_limit_100", rows100);
 
+// The same 100-month batches completed in one call each (complete_backfill_months).
+await load(100, 2400);
+const batchCycleRows = (await pgbench("batch_cycle.sql", { seconds: 3 })).tps * 100;
+report("batch_cycle_rows_per_s", batchCycleRows);
+
 // ---- flat as rows pile up ----------------------------------------------------------------
 // A fixed number of claims (-t), so the small queue is not drained mid-run.
 await load(1, 20_000);
@@ -248,6 +253,7 @@ const ratios = {
   claim_ratio: claimTps / ceiling,
   cycle_ratio: cycleTps / ceiling,
   limit100_over_limit1: rows100 / rows1,
+  batch_cycle_over_cycle: batchCycleRows / cycleTps,
   flat_1m_over_20k: done1m / fresh20k,
   sustained_last_over_first: last10 / first10,
   pinned_over_unpinned: pinned / unpinned,
