@@ -30,7 +30,9 @@ function hash(text: string): string {
 export const DB_HOST = "127.0.0.1";
 // Supabase's local defaults (`supabase start`), so URLs copied from its docs keep working.
 // BACKFILL_PORT_OFFSET moves them all, so a second, throwaway stack (the benchmark's)
-// can run beside this one; with BACKFILL_STACK_DIR it is a fully separate stack.
+// can run beside this one; with BACKFILL_STACK_DIR it is a fully separate stack. A
+// negative offset keeps a throwaway stack below Linux's ephemeral ports (32768+), where
+// a long-lived client connection can otherwise be holding the very port it needs.
 const PORT_OFFSET = Number(Deno.env.get("BACKFILL_PORT_OFFSET") ?? 0);
 export const DB_PORT = 54322 + PORT_OFFSET;
 export const POOLER_PORT = 54329 + PORT_OFFSET;

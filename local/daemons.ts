@@ -56,7 +56,7 @@ function daemon(d: Daemon): Service {
     async start() {
       const stale = pidFileAlive(pidFile);
       if (stale !== null) await killAndWait(stale, d.name);
-      if (d.port !== undefined) assertPortFree("127.0.0.1", d.port, d.name);
+      if (d.port !== undefined) await assertPortFree("127.0.0.1", d.port, d.name);
       log(`starting ${d.name}`);
       await spawnDaemon(DENO_BIN, ["run", "-A", "--no-prompt", join(REPO_ROOT, d.script)], {
         pidFile,

@@ -69,7 +69,7 @@ export const pgbouncer: Service = {
     // Alive but not answering (start is only called then): a clean restart beats diagnosing it.
     const stale = pidFileAlive(paths.pgbouncerPid, "pgbouncer");
     if (stale !== null) await killAndWait(stale, "pgbouncer");
-    assertPortFree(DB_HOST, POOLER_PORT, "pgbouncer");
+    await assertPortFree(DB_HOST, POOLER_PORT, "pgbouncer");
     log("starting pgbouncer");
     const r = await run(PGBOUNCER_BIN, ["-d", "-q", paths.pgbouncerIni], { asPostgres: true });
     if (r.code !== 0) {

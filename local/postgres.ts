@@ -130,7 +130,7 @@ export const postgres: Service = {
       ]);
     }
     if (pidFileAlive(paths.postmasterPid, "postgres") === null) {
-      assertPortFree(DB_HOST, DB_PORT, "postgres");
+      await assertPortFree(DB_HOST, DB_PORT, "postgres");
       log("starting postgres");
       // -w waits for startup; pg_ctl removes a stale postmaster.pid of a dead server itself.
       const r = await run(join(PG_BIN, "pg_ctl"), [

@@ -145,17 +145,26 @@ export async function spawnDaemon(
   return pid;
 }
 
-/** Fail early and by name when something else holds a port the stack needs. */
-export function assertPortFree(hostname: string, port: number, what: string): void {
-  try {
-    Deno.listen({ hostname, port }).close();
-  } catch (e) {
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new StackError(
-        `port ${port} (${what}) is already in use by another process; ` +
-          `find it with: ss -ltnp 'sport = :${port}'`,
-      );
+/**
+ * Fail early and by name when something else holds a port the stack needs. The stack's
+ * ports (Supabase's 543xx) lie in Linux's ephemeral range, so a client connection or a
+ * socket of a service just stopped may hold one for a moment: wait a little first.
+ */
+export async function assertPortFree(hostname: string, port: number, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      Deno.listen({ hostname, port }).close();
+      return;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+      if (Date.now() > deadline) {
+        throw new StackError(
+          `port ${port} (${what}) is already in use by another process; ` +
+            `find it with: ss -tanp 'sport = :${port}'`,
+        );
+      }
+      await sleep(250);
     }
-    throw e;
   }
 }
