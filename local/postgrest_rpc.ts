@@ -50,7 +50,13 @@ export function createRpcHandler(sql: postgres.Sql) {
       return { status: 400, body: pgrstError("PGRST102", "Expected a JSON object of named arguments") };
     }
     const given = Object.keys(args);
-    const candidates = await describe(fn);
+    let candidates: FunctionInfo[];
+    try {
+      candidates = await describe(fn);
+    } catch (e) {
+      // Looking the function up needs the database too: down is PostgREST's 503, not a crash.
+      return databaseError(e as postgres.PostgresError, role);
+    }
     const match = candidates.find((f) =>
       given.every((g) => f.args.some((a) => a.name === g)) &&
       f.args.every((a) => a.hasDefault || given.includes(a.name))
@@ -84,16 +90,19 @@ export function createRpcHandler(sql: postgres.Sql) {
       });
       return { status: 200, body: rows[0].v };
     } catch (e) {
-      const err = e as postgres.PostgresError;
-      if (typeof err.code === "string" && /^[0-9A-Z]{5}$/.test(err.code)) {
-        return {
-          status: httpStatusOf(err.code, role),
-          body: { code: err.code, message: err.message, details: err.detail ?? null, hint: err.hint ?? null },
-        };
-      }
-      return { status: 503, body: pgrstError("PGRST000", `Could not connect with the database: ${err.message}`) };
+      return databaseError(e as postgres.PostgresError, role);
     }
   };
+}
+
+function databaseError(err: postgres.PostgresError, role: string): RpcResult {
+  if (typeof err.code === "string" && /^[0-9A-Z]{5}$/.test(err.code)) {
+    return {
+      status: httpStatusOf(err.code, role),
+      body: { code: err.code, message: err.message, details: err.detail ?? null, hint: err.hint ?? null },
+    };
+  }
+  return { status: 503, body: pgrstError("PGRST000", `Could not connect with the database: ${err.message}`) };
 }
 
 export function pgrstError(code: string, message: string, hint: string | null = null) {
