@@ -54,7 +54,20 @@ export async function deliverQueued(sql: postgres.Sql, batch = 20): Promise<numb
 }
 
 if (import.meta.main) {
-  const sql = postgres(DB_URL, { max: 4, onnotice: () => {}, connect_timeout: 5 });
+  // postgres.js 3.4 under Deno can throw from a timer when a connection dies mid-write, and
+  // leaves that pool stuck: survive it (as pg_net survives a database restart) with a new pool.
+  const pool = () => postgres(DB_URL, { max: 4, onnotice: () => {}, connect_timeout: 5 });
+  let sql = pool();
+  const survive = (e: Event & { error?: unknown; reason?: unknown }) => {
+    e.preventDefault();
+    const error = e.error ?? e.reason;
+    console.error(JSON.stringify({ event: "uncaught_error", error: (error as Error)?.message ?? String(error) }));
+    const old = sql;
+    sql = pool();
+    old.end({ timeout: 1 }).catch(() => {});
+  };
+  globalThis.addEventListener("error", survive);
+  globalThis.addEventListener("unhandledrejection", survive);
   for (;;) {
     try {
       if ((await deliverQueued(sql)) > 0) continue;
