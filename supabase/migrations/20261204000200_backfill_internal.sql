@@ -185,7 +185,8 @@ create sequence backfill_internal.claim_cursor_checked_ms
   as bigint minvalue 0 start with 0;
 
 -- The cursor key of a month: priority in the high bits, months since year 0 in the low
--- 20, so the key orders exactly as (priority, month).
+-- 20, so the key orders exactly as (priority, month). claim_backfill_months encodes and
+-- decodes it inline, on its hot path; the pgTAP suite holds the two to this definition.
 create function backfill_internal.claim_cursor_key(p_priority integer, p_month date)
 returns bigint
 language sql
@@ -195,39 +196,6 @@ set search_path = ''
 as $$
   select ((p_priority::bigint + 2147483648) << 20)
          | (extract(year from p_month)::bigint * 12 + extract(month from p_month)::bigint - 1)
-$$;
-
--- Where the next all-sources claim should start: (priority, month), or nulls for "from
--- the top" (the cursor is at the top, or the once-a-second walk from the top is due).
-create function backfill_internal.claim_cursor_position(out priority integer, out month date)
-language plpgsql
-volatile
-set search_path = ''
-as $$
-declare
-  v_now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;
-  v_key    bigint;
-begin
-  if v_now_ms - (select c.last_value from backfill_internal.claim_cursor_checked_ms c) >= 1000 then
-    perform pg_catalog.setval('backfill_internal.claim_cursor_checked_ms', v_now_ms);
-    return;
-  end if;
-  select c.last_value into v_key from backfill_internal.claim_cursor c;
-  if v_key < 9223372036854775807 then
-    priority := (v_key >> 20) - 2147483648;
-    month := make_date(((v_key & 1048575) / 12)::integer, ((v_key & 1048575) % 12 + 1)::integer, 1);
-  end if;
-end;
-$$;
-
-create function backfill_internal.move_claim_cursor(p_priority integer, p_month date)
-returns void
-language sql
-volatile
-set search_path = ''
-as $$
-  select pg_catalog.setval('backfill_internal.claim_cursor',
-                           backfill_internal.claim_cursor_key(p_priority, p_month))
 $$;
 
 create function backfill_internal.reset_claim_cursor()
@@ -253,8 +221,6 @@ revoke all on function backfill_internal.require_month_order(date, date) from pu
 revoke all on function backfill_internal.retry_delay(integer) from public, anon, authenticated;
 revoke all on function backfill_internal.expire_leases() from public, anon, authenticated;
 revoke all on function backfill_internal.claim_cursor_key(integer, date) from public, anon, authenticated;
-revoke all on function backfill_internal.claim_cursor_position() from public, anon, authenticated;
-revoke all on function backfill_internal.move_claim_cursor(integer, date) from public, anon, authenticated;
 revoke all on function backfill_internal.reset_claim_cursor() from public, anon, authenticated;
 grant execute on function backfill_internal.invalid_argument(text, text) to service_role;
 grant execute on function backfill_internal.require_between(text, integer, integer, integer) to service_role;
@@ -265,6 +231,4 @@ grant execute on function backfill_internal.require_month_order(date, date) to s
 grant execute on function backfill_internal.retry_delay(integer) to service_role;
 grant execute on function backfill_internal.expire_leases() to service_role;
 grant execute on function backfill_internal.claim_cursor_key(integer, date) to service_role;
-grant execute on function backfill_internal.claim_cursor_position() to service_role;
-grant execute on function backfill_internal.move_claim_cursor(integer, date) to service_role;
 grant execute on function backfill_internal.reset_claim_cursor() to service_role;

@@ -36,6 +36,8 @@ declare
   v_from_month    date;
   v_claimed       integer := 0;
   v_row           record;
+  v_now_ms        bigint;
+  v_key           bigint;
 begin
   perform backfill_internal.require_between('p_limit', p_limit, 1, 1000);
   perform backfill_internal.require_between('p_lease_seconds', p_lease_seconds, 1, 86400);
@@ -61,8 +63,19 @@ begin
     -- Walk the claim order from the claim cursor (backfill_internal.claim_cursor), past
     -- the dead index entries of months already claimed; if nothing is found below it,
     -- walk once more from the top.
-    select c.priority, c.month into v_from_priority, v_from_month
-    from backfill_internal.claim_cursor_position() c;
+    -- Inline rather than in helper functions: the calls measured ~18 % of a claim.
+    v_now_ms := (extract(epoch from clock_timestamp()) * 1000)::bigint;
+    if v_now_ms - (select k.last_value from backfill_internal.claim_cursor_checked_ms k) >= 1000 then
+      -- The once-a-second walk from the top (nulls mean "from the top").
+      perform pg_catalog.setval('backfill_internal.claim_cursor_checked_ms', v_now_ms);
+    else
+      select c.last_value into v_key from backfill_internal.claim_cursor c;
+      if v_key < 9223372036854775807 then  -- decode backfill_internal.claim_cursor_key
+        v_from_priority := (v_key >> 20) - 2147483648;
+        v_from_month := make_date(((v_key & 1048575) / 12)::integer,
+                                  ((v_key & 1048575) % 12 + 1)::integer, 1);
+      end if;
+    end if;
     loop
       for v_row in
         with picked as (
@@ -108,7 +121,9 @@ begin
     end loop;
     -- Everything claimable comes at or after the last month taken now.
     if v_claimed > 0 then
-      perform backfill_internal.move_claim_cursor(v_from_priority, v_from_month);
+      perform pg_catalog.setval('backfill_internal.claim_cursor',  -- backfill_internal.claim_cursor_key
+        ((v_from_priority::bigint + 2147483648) << 20)
+        | (extract(year from v_from_month)::bigint * 12 + extract(month from v_from_month)::bigint - 1));
     end if;
   else
     return query
