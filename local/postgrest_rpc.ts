@@ -47,7 +47,10 @@ export function createRpcHandler(sql: postgres.Sql) {
   return async function callRpc(fn: string, role: string, input: unknown): Promise<RpcResult> {
     const args = (input ?? {}) as Record<string, unknown>;
     if (typeof args !== "object" || Array.isArray(args)) {
-      return { status: 400, body: pgrstError("PGRST102", "Expected a JSON object of named arguments") };
+      return {
+        status: 400,
+        body: pgrstError("PGRST102", "Expected a JSON object of named arguments"),
+      };
     }
     const given = Object.keys(args);
     let candidates: FunctionInfo[];
@@ -66,23 +69,29 @@ export function createRpcHandler(sql: postgres.Sql) {
         status: 404,
         body: pgrstError(
           "PGRST202",
-          `Could not find the function public.${fn}(${given.sort().join(", ")}) in the schema cache`,
+          `Could not find the function public.${fn}(${
+            given.sort().join(", ")
+          }) in the schema cache`,
           "Searched for the function with the given named arguments.",
         ),
       };
     }
-    const params: (string | null)[] = [];
-    const named = match.args.filter((a) => given.includes(a.name)).map((a) => {
-      const v = args[a.name];
-      params.push(v === null ? null : typeof v === "string" && !/json/.test(a.type) ? v : JSON.stringify(v));
-      // Every parameter is sent as text and cast in SQL, as PostgREST does: a value of the
-      // wrong type is then Postgres' own 22P02, and postgres.js never re-encodes JSON.
-      return `${a.name} => $${params.length}::text::${a.type}`;
-    });
-    const call = `public.${fn}(${named.join(", ")})`;
+    // As PostgREST does: the named arguments travel as one JSON text, typed in SQL by
+    // json_to_record, so arrays and jsonb arrive whole and a value of the wrong type is
+    // Postgres' own 22P02.
+    const used = match.args.filter((a) => given.includes(a.name));
+    const record = used.length
+      ? `json_to_record($1::text::json) as a(${
+        used.map((a) => `"${a.name}" ${a.type}`).join(", ")
+      })`
+      : null;
+    const call = `public.${fn}(${used.map((a) => `"${a.name}" => a."${a.name}"`).join(", ")})`;
     const text = match.setof
-      ? `select coalesce(json_agg(t), '[]'::json) as v from ${call} t`
-      : `select to_json(${call}) as v`;
+      ? `select coalesce(json_agg(t), '[]'::json) as v from ${
+        record ? `${record}, ` : ""
+      }lateral ${call} t`
+      : `select to_json(${call}) as v${record ? ` from ${record}` : ""}`;
+    const params = used.length ? [JSON.stringify(args)] : [];
     try {
       const rows = await sql.begin(async (tx) => {
         await tx.unsafe(`set local role ${role}`);
@@ -99,10 +108,18 @@ function databaseError(err: postgres.PostgresError, role: string): RpcResult {
   if (typeof err.code === "string" && /^[0-9A-Z]{5}$/.test(err.code)) {
     return {
       status: httpStatusOf(err.code, role),
-      body: { code: err.code, message: err.message, details: err.detail ?? null, hint: err.hint ?? null },
+      body: {
+        code: err.code,
+        message: err.message,
+        details: err.detail ?? null,
+        hint: err.hint ?? null,
+      },
     };
   }
-  return { status: 503, body: pgrstError("PGRST000", `Could not connect with the database: ${err.message}`) };
+  return {
+    status: 503,
+    body: pgrstError("PGRST000", `Could not connect with the database: ${err.message}`),
+  };
 }
 
 export function pgrstError(code: string, message: string, hint: string | null = null) {

@@ -277,6 +277,10 @@ async function scenario(c: BackfillClient, sql: Sql, source: string): Promise<St
   note("claim one", [r.month, r.attempt]);
   note("release", await c.release(r.claimToken));
   note("release again", await c.release(r.claimToken));
+  const pair = await c.claim({ source, limit: 2 });
+  const batch = [...pair.map((k) => k.claimToken), crypto.randomUUID()];
+  note("completeMany", (await c.completeMany(batch, [{ n: 1 }, [2], null])).map((r) => r.recorded));
+  note("completeMany again", (await c.completeMany(batch.slice(0, 2))).map((r) => r.recorded));
   note("retryFailed", await c.retryFailed({ source }));
   const progress = await c.progress(source);
   note(
