@@ -11,6 +11,8 @@ import { createRpcHandler, pgrstError } from "./postgrest_rpc.ts";
 const json = (body: unknown, status: number) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 
+const RPC_DEADLINE_MS = 10_000;
+
 export function createGateway(sql: postgres.Sql) {
   const callRpc = createRpcHandler(sql);
   const k = keys();
@@ -28,7 +30,17 @@ export function createGateway(sql: postgres.Sql) {
     } catch {
       return json(pgrstError("PGRST102", "Empty or invalid json"), 400);
     }
-    const { status, body } = await callRpc(fn, role, args);
+    // PostgREST gives up on a call that cannot get a database connection in time (its pool
+    // acquisition timeout, 504 PGRST003) rather than hold the caller forever; so does this.
+    let timer: number | undefined;
+    const deadline = new Promise<{ status: number; body: unknown }>((resolve) => {
+      timer = setTimeout(() => resolve({
+        status: 504,
+        body: pgrstError("PGRST003", "Timed out acquiring connection from connection pool."),
+      }), RPC_DEADLINE_MS);
+    });
+    const { status, body } = await Promise.race([callRpc(fn, role, args), deadline])
+      .finally(() => clearTimeout(timer));
     return json(body, status);
   }
 
