@@ -5,8 +5,8 @@ import { BackfillRpcError } from "./backfill_client.ts";
 import { json } from "./http.ts";
 import { errorMessage, log } from "./log.ts";
 
-/** SQLSTATE classes and PostgREST codes that mean "not reachable right now". */
-const UNAVAILABLE = /^(08|53|57P|PGRST00[0-2])/;
+/** SQLSTATE classes and PostgREST codes that mean "not reachable right now" (PGRST003: no pool connection in time). */
+const UNAVAILABLE = /^(08|53|57P|PGRST00[0-3])/;
 /** What the database or PostgREST answered with; anything else never reached them. */
 const ANSWERED = /^([0-9A-Z]{5}|PGRST\d{3})$/;
 
