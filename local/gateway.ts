@@ -18,8 +18,11 @@ export function createGateway(sql: postgres.Sql) {
   const k = keys();
 
   async function rest(req: Request, fn: string): Promise<Response> {
-    if (req.method !== "POST") return json(pgrstError("PGRST117", `Unsupported HTTP method: ${req.method}`), 405);
-    const key = req.headers.get("apikey") ?? req.headers.get("authorization")?.replace(/^Bearer /, "");
+    if (req.method !== "POST") {
+      return json(pgrstError("PGRST117", `Unsupported HTTP method: ${req.method}`), 405);
+    }
+    const key = req.headers.get("apikey") ??
+      req.headers.get("authorization")?.replace(/^Bearer /, "");
     if (!key) return json({ message: "No API key found in request" }, 401);
     const role = roleForKey(k, key);
     if (!role) return json({ message: "Invalid API key" }, 401);
@@ -34,17 +37,23 @@ export function createGateway(sql: postgres.Sql) {
     // acquisition timeout, 504 PGRST003) rather than hold the caller forever; so does this.
     let timer: number | undefined;
     const deadline = new Promise<{ status: number; body: unknown }>((resolve) => {
-      timer = setTimeout(() => resolve({
-        status: 504,
-        body: pgrstError("PGRST003", "Timed out acquiring connection from connection pool."),
-      }), RPC_DEADLINE_MS);
+      timer = setTimeout(() =>
+        resolve({
+          status: 504,
+          body: pgrstError("PGRST003", "Timed out acquiring connection from connection pool."),
+        }), RPC_DEADLINE_MS);
     });
     const { status, body } = await Promise.race([callRpc(fn, role, args), deadline])
       .finally(() => clearTimeout(timer));
     return json(body, status);
   }
 
-  async function functions(req: Request, name: string, rest: string, search: string): Promise<Response> {
+  async function functions(
+    req: Request,
+    name: string,
+    rest: string,
+    search: string,
+  ): Promise<Response> {
     const port = FUNCTION_PORTS[name];
     if (!port) return json({ code: "NOT_FOUND", message: `Function not found: ${name}` }, 404);
     try {
@@ -55,7 +64,10 @@ export function createGateway(sql: postgres.Sql) {
         redirect: "manual",
       });
     } catch (e) {
-      return json({ code: "BOOT_ERROR", message: `Function ${name} is not answering: ${(e as Error).message}` }, 503);
+      return json({
+        code: "BOOT_ERROR",
+        message: `Function ${name} is not answering: ${(e as Error).message}`,
+      }, 503);
     }
   }
 
@@ -82,7 +94,12 @@ if (import.meta.main) {
   const survive = (e: Event & { error?: unknown; reason?: unknown }) => {
     e.preventDefault();
     const error = e.error ?? e.reason;
-    console.error(JSON.stringify({ event: "uncaught_error", error: (error as Error)?.message ?? String(error) }));
+    console.error(
+      JSON.stringify({
+        event: "uncaught_error",
+        error: (error as Error)?.message ?? String(error),
+      }),
+    );
     const old = sql;
     sql = pool();
     handle = createGateway(sql);

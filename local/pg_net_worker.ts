@@ -36,12 +36,19 @@ async function deliver(sql: postgres.Sql, r: Queued): Promise<void> {
   } catch (e) {
     const timedOut = (e as Error).name === "TimeoutError";
     outcome = {
-      status_code: null, content_type: null, headers: null, content: null,
+      status_code: null,
+      content_type: null,
+      headers: null,
+      content: null,
       timed_out: timedOut,
-      error_msg: timedOut ? `Timeout of ${r.timeout_milliseconds} ms reached` : (e as Error).message,
+      error_msg: timedOut
+        ? `Timeout of ${r.timeout_milliseconds} ms reached`
+        : (e as Error).message,
     };
   }
-  await sql`insert into net._http_response ${sql({ id: r.id, ...outcome } as Record<string, postgres.SerializableParameter>)}`;
+  await sql`insert into net._http_response ${
+    sql({ id: r.id, ...outcome } as Record<string, postgres.SerializableParameter>)
+  }`;
 }
 
 export async function deliverQueued(sql: postgres.Sql, batch = 20): Promise<number> {
@@ -61,7 +68,12 @@ if (import.meta.main) {
   const survive = (e: Event & { error?: unknown; reason?: unknown }) => {
     e.preventDefault();
     const error = e.error ?? e.reason;
-    console.error(JSON.stringify({ event: "uncaught_error", error: (error as Error)?.message ?? String(error) }));
+    console.error(
+      JSON.stringify({
+        event: "uncaught_error",
+        error: (error as Error)?.message ?? String(error),
+      }),
+    );
     const old = sql;
     sql = pool();
     old.end({ timeout: 1 }).catch(() => {});
@@ -72,7 +84,9 @@ if (import.meta.main) {
     try {
       if ((await deliverQueued(sql)) > 0) continue;
     } catch (e) {
-      console.error(JSON.stringify({ event: "pg_net_delivery_error", error: (e as Error).message }));
+      console.error(
+        JSON.stringify({ event: "pg_net_delivery_error", error: (e as Error).message }),
+      );
     }
     await new Promise((r) => setTimeout(r, 200));
   }

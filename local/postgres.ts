@@ -38,7 +38,16 @@ export async function answers(url: string): Promise<boolean> {
   const sep = url.includes("?") ? "&" : "?";
   // connect_timeout bounds only the connection: through PgBouncer with postgres down, the
   // query then waits for a server up to query_wait_timeout (120 s), so bound the whole run.
-  const r = await run("timeout", ["5", PSQL, "-X", "-tA", "-d", `${url}${sep}connect_timeout=2`, "-c", "select 1"]);
+  const r = await run("timeout", [
+    "5",
+    PSQL,
+    "-X",
+    "-tA",
+    "-d",
+    `${url}${sep}connect_timeout=2`,
+    "-c",
+    "select 1",
+  ]);
   return r.code === 0 && r.stdout.trim() === "1";
 }
 

@@ -1,8 +1,8 @@
 // `deno task test`: every test of the project, against the local stack, in one command.
 //
-// Brings the stack up (installing what is missing), then runs in turn: the pgTAP suite
-// (pg_prove), the Deno tests, plpgsql_check through `supabase db lint`, and Supabase's
-// advisors. Each step runs even if an earlier one failed, so one run shows everything;
+// Brings the stack up (installing what is missing), then runs in turn: deno lint and
+// fmt, the pgTAP suite (pg_prove), the Deno tests, plpgsql_check through `supabase db
+// lint`, and Supabase's advisors. Each step runs even if an earlier one failed, so one run shows everything;
 // the exit code is non-zero if any step failed.
 
 import { CLI_DB_URL, DENO_BIN, REPO_ROOT, SUPABASE_BIN } from "../local/config.ts";
@@ -19,6 +19,11 @@ interface Step {
 const LINTED_SCHEMAS = "public,backfill_internal";
 
 const steps: Step[] = [
+  {
+    name: "deno lint and fmt --check",
+    cmd: "bash",
+    args: ["-c", `"${DENO_BIN}" lint && "${DENO_BIN}" fmt --check`],
+  },
   {
     name: "pgTAP (supabase/tests)",
     cmd: "bash",
