@@ -35,7 +35,7 @@ export function createGateway(sql: postgres.Sql) {
     }
     // PostgREST gives up on a call that cannot get a database connection in time (its pool
     // acquisition timeout, 504 PGRST003) rather than hold the caller forever; so does this.
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<{ status: number; body: unknown }>((resolve) => {
       timer = setTimeout(() =>
         resolve({

@@ -15,14 +15,29 @@ interface Step {
   args: string[];
 }
 
+// What runs outside `deno test` (which type-checks the tests and what they import).
+const ENTRY_POINTS = [
+  "functions/backfill-scheduler/index.ts",
+  "functions/backfill-worker/index.ts",
+  "local/cli.ts",
+  "local/gateway.ts",
+  "local/pg_net_worker.ts",
+  "local/demo.ts",
+  "bench/run.ts",
+  "tests/run.ts",
+].join(" ");
+
 // The project's own schemas: pgTAP's functions in `extensions` are not ours to lint.
 const LINTED_SCHEMAS = "public,backfill_internal";
 
 const steps: Step[] = [
   {
-    name: "deno lint and fmt --check",
+    name: "deno lint, fmt --check and check (type-check of every entry point)",
     cmd: "bash",
-    args: ["-c", `"${DENO_BIN}" lint && "${DENO_BIN}" fmt --check`],
+    args: [
+      "-c",
+      `"${DENO_BIN}" lint && "${DENO_BIN}" fmt --check && "${DENO_BIN}" check ${ENTRY_POINTS}`,
+    ],
   },
   {
     name: "pgTAP (supabase/tests)",
