@@ -18,7 +18,11 @@ import { databaseErrorResponse } from "../_shared/database_error.ts";
 
 export const SchedulerRequest = z.strictObject({
   limit: z.number().int().min(1).max(100).optional(),
-  source: z.string().min(1).max(200).optional(),
+  // Postgres text holds neither NUL nor lone UTF-16 surrogates: refused here (400), they
+  // would come back from the database as an error (22P05, 22P02) and a 500.
+  source: z.string().min(1).max(200)
+    .refine((s) => !s.includes("\u0000") && s.isWellFormed(), "must be text without NUL or lone surrogates")
+    .optional(),
   leaseSeconds: z.number().int().min(10).max(86400).optional(),
   dryRun: z.boolean().optional(),
 });
