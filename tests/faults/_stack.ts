@@ -123,6 +123,15 @@ export async function faultStack(): Promise<FaultStack> {
   }
   return await (shared = (async () => {
     await ensureUp();
+    // Migrations added since the stack was made (start applies them only to a new cluster).
+    const m = await cli("migrate");
+    if (m.code !== 0) throw new Error(`fault stack migrate failed:\n${m.err}`);
+    if (/applying|Applying/.test(m.err + m.out)) {
+      // The gateway caches function signatures (as PostgREST's schema cache): reload it.
+      Deno.kill(readPid(paths.functionPid("gateway")), "SIGTERM");
+      await waitDead(readPid(paths.functionPid("gateway")));
+      await ensureUp();
+    }
     const r = await cli("status", "-o", "env");
     if (r.code !== 0) throw new Error(`fault stack status failed:\n${r.err}`);
     const env = Object.fromEntries(
