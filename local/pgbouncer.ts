@@ -69,6 +69,9 @@ export const pgbouncer: Service = {
     // Alive but not answering (start is only called then): a clean restart beats diagnosing it.
     const stale = pidFileAlive(paths.pgbouncerPid, "pgbouncer");
     if (stale !== null) await killAndWait(stale, "pgbouncer");
+    // A pid file left by a pgbouncer that died (kill -9): PgBouncer refuses to start while the
+    // pid in it is alive, and after a crash that pid may already belong to another process.
+    await Deno.remove(paths.pgbouncerPid).catch(() => {});
     await assertPortFree(DB_HOST, POOLER_PORT, "pgbouncer");
     log("starting pgbouncer");
     const r = await run(PGBOUNCER_BIN, ["-d", "-q", paths.pgbouncerIni], { asPostgres: true });
