@@ -47,7 +47,21 @@ const steps: Step[] = [
   {
     name: "Deno tests (tests/)",
     cmd: DENO_BIN,
-    args: ["test", "-A", "--no-prompt", ...Deno.args, "tests/"],
+    // The slow group below has its own throwaway stack and runs as its own step.
+    args: ["test", "-A", "--no-prompt", "--ignore=tests/faults,tests/hostile", ...Deno.args, "tests/"],
+  },
+  {
+    // Faults injected into a throwaway stack (/tmp/backfill-faults, ports +300: postgres and
+    // PgBouncer restarted, processes killed) and hostile input against it; never the main
+    // stack. tests/faults/_stack.ts starts it; the step after this one stops it.
+    name: "fault and hostile-input tests (tests/faults, tests/hostile; own stack)",
+    cmd: DENO_BIN,
+    args: ["test", "-A", "--no-prompt", ...Deno.args, "tests/faults/", "tests/hostile/"],
+  },
+  {
+    name: "stop the fault tests' stack",
+    cmd: "bash",
+    args: ["-c", `[ -n "$FAULT_STACK_KEEP" ] || BACKFILL_STACK_DIR=/tmp/backfill-faults BACKFILL_PORT_OFFSET=300 ${DENO_BIN} run -A local/cli.ts stop`],
   },
   {
     name: "supabase db lint (plpgsql_check)",

@@ -96,24 +96,35 @@ export async function ensureUp(): Promise<void> {
   throw new Error(`the fault stack did not come back:\n${last}`);
 }
 
-let shared: Promise<FaultStack> | undefined;
 
 // postgres.js 3.4 under Deno can throw from a timer when a connection dies mid-write, and
 // leave that pool with queries never sent (the bug local/gateway.ts survives): the tests'
-// own pool sees every fault too, so it is swapped for a fresh one when that happens.
-const newPool = (url: string) =>
-  postgres(url, { max: 4, onnotice: () => {}, connect_timeout: 5, idle_timeout: 20 });
-let pool: postgres.Sql | undefined;
-let poolUrl = "";
+// own pools see every fault too, so each is swapped for a fresh one when that happens.
+const resilient: (() => void)[] = [];
 globalThis.addEventListener("error", (e) => {
   if (!/reading 'write'/.test(String((e as ErrorEvent).error?.message))) return;
   e.preventDefault();
-  const old = pool;
-  if (old) {
-    pool = newPool(poolUrl);
-    old.end({ timeout: 1 }).catch(() => {});
-  }
+  for (const swap of resilient) swap();
 });
+
+/** A postgres.js pool (tagged template, unsafe, begin, end) that survives that bug. */
+export function resilientPool(url: string, options: postgres.Options<Record<string, postgres.PostgresType>> = {}): postgres.Sql {
+  const make = () => postgres(url, { max: 4, onnotice: () => {}, connect_timeout: 5, idle_timeout: 20, ...options });
+  let pool = make();
+  resilient.push(() => {
+    const old = pool;
+    pool = make();
+    old.end({ timeout: 1 }).catch(() => {});
+  });
+  const sql = ((...args: unknown[]) => (pool as any)(...args)) as unknown as postgres.Sql;
+  return Object.assign(sql, {
+    unsafe: (...a: Parameters<postgres.Sql["unsafe"]>) => pool.unsafe(...a),
+    end: (...a: Parameters<postgres.Sql["end"]>) => pool.end(...a),
+    begin: (...a: unknown[]) => (pool.begin as any)(...a),
+  });
+}
+
+let shared: Promise<FaultStack> | undefined;
 
 /** The fault stack, brought up (whatever an earlier test left down) and its env read. */
 export async function faultStack(): Promise<FaultStack> {
@@ -141,14 +152,7 @@ export async function faultStack(): Promise<FaultStack> {
       }),
     );
     // Fault tests kill postgres under this pool: it reconnects on the next query.
-    poolUrl = env.DB_URL;
-    pool = newPool(poolUrl);
-    const sql = ((...args: Parameters<postgres.Sql>) => (pool as any)(...args)) as unknown as postgres.Sql;
-    Object.assign(sql, {
-      unsafe: (...a: Parameters<postgres.Sql["unsafe"]>) => pool!.unsafe(...a),
-      end: (...a: Parameters<postgres.Sql["end"]>) => pool!.end(...a),
-      begin: (...a: unknown[]) => (pool!.begin as any)(...a),
-    });
+    const sql = resilientPool(env.DB_URL);
     const supabase = createClient(env.API_URL, env.SECRET_KEY, {
       auth: { persistSession: false, autoRefreshToken: false },
     });

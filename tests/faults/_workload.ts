@@ -154,6 +154,10 @@ export async function runWorkload(o: WorkloadOptions): Promise<Figures> {
   const running = [progress(), reaper(), ...Array.from({ length: lanes }, (_, i) => lane(i))];
   try {
     faults = await o.faults(w);
+  } catch (e) {
+    done = true; // the fault injection itself failed: say so, not "months not completed"
+    await Promise.all(running);
+    throw e;
   } finally {
     w.faulty = false;
     await Promise.all(running);
@@ -166,6 +170,12 @@ export async function runWorkload(o: WorkloadOptions): Promise<Figures> {
     from public.backfill_log where source in ${s.sql(sources)} order by source, month`;
   assert.equal(rows.length, total);
   const notCompleted = rows.filter((r) => r.status !== "completed");
+  if (notCompleted.length) {
+    const statuses: Record<string, number> = {};
+    for (const a of w.answers) statuses[a.status] = (statuses[a.status] ?? 0) + 1;
+    console.error(`${o.name}: scheduler answers ${JSON.stringify(statuses)}; last: ` +
+      JSON.stringify(w.answers.slice(-3).map((a) => ({ ...a, body: JSON.stringify(a.body).slice(0, 200) }))));
+  }
   assert.equal(
     notCompleted.length,
     0,

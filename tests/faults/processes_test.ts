@@ -41,6 +41,8 @@ Deno.test({
         return faults;
       },
     });
+    // A month orphaned by the first kill may still be waiting for its lease at the second.
+    orphaned = [...new Map(orphaned.map((o) => [`${o.source} ${o.month}`, o])).values()];
     assert.ok(orphaned.length > 0, "no month was in flight when the worker died");
     // The orphaned months were claimed again (a second attempt) and completed.
     const rows = await s.sql`
