@@ -76,7 +76,7 @@ Deno.test({
               acceptedKey: KEY,
               workerUrl: url,
               workerKey: s.secretKey,
-              dispatchTimeoutMs: 1_000,
+              dispatchTimeoutMs: 150, // shorter than a month takes (150–450 ms): in doubt mid-month
             });
             const quiet = captureLogs(); // the in-process scheduler's own log lines
             const r = await callScheduler(handle, { limit: 20, source: sources[i], leaseSeconds: 60 })
