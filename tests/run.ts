@@ -48,7 +48,14 @@ const steps: Step[] = [
     name: "Deno tests (tests/)",
     cmd: DENO_BIN,
     // The slow group below has its own throwaway stack and runs as its own step.
-    args: ["test", "-A", "--no-prompt", "--ignore=tests/faults,tests/hostile", ...Deno.args, "tests/"],
+    args: [
+      "test",
+      "-A",
+      "--no-prompt",
+      "--ignore=tests/faults,tests/hostile",
+      ...Deno.args,
+      "tests/",
+    ],
   },
   {
     // Faults injected into a throwaway stack (/tmp/backfill-faults, ports +300: postgres and
@@ -61,7 +68,10 @@ const steps: Step[] = [
   {
     name: "stop the fault tests' stack",
     cmd: "bash",
-    args: ["-c", `[ -n "$FAULT_STACK_KEEP" ] || BACKFILL_STACK_DIR=/tmp/backfill-faults BACKFILL_PORT_OFFSET=300 ${DENO_BIN} run -A local/cli.ts stop`],
+    args: [
+      "-c",
+      `[ -n "$FAULT_STACK_KEEP" ] || BACKFILL_STACK_DIR=/tmp/backfill-faults BACKFILL_PORT_OFFSET=300 ${DENO_BIN} run -A local/cli.ts stop`,
+    ],
   },
   {
     name: "supabase db lint (plpgsql_check)",

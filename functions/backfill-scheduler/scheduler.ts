@@ -21,7 +21,10 @@ export const SchedulerRequest = z.strictObject({
   // Postgres text holds neither NUL nor lone UTF-16 surrogates: refused here (400), they
   // would come back from the database as an error (22P05, 22P02) and a 500.
   source: z.string().min(1).max(200)
-    .refine((s) => !s.includes("\u0000") && s.isWellFormed(), "must be text without NUL or lone surrogates")
+    .refine(
+      (s) => !s.includes("\u0000") && s.isWellFormed(),
+      "must be text without NUL or lone surrogates",
+    )
     .optional(),
   leaseSeconds: z.number().int().min(10).max(86400).optional(),
   dryRun: z.boolean().optional(),

@@ -9,7 +9,9 @@ import { createScheduler } from "../../functions/backfill-scheduler/scheduler.ts
 
 const [apiUrl, key, source, limit] = Deno.args;
 const handle = createScheduler({
-  client: backfillClient(fromSupabase(createClient(apiUrl, key, { auth: { persistSession: false } }))),
+  client: backfillClient(
+    fromSupabase(createClient(apiUrl, key, { auth: { persistSession: false } })),
+  ),
   acceptedKey: "dying",
   workerUrl: "http://127.0.0.1:9/never",
   workerKey: undefined,
@@ -18,10 +20,12 @@ const handle = createScheduler({
     return new Promise<Response>(() => {});
   },
 });
-await handle(new Request("http://scheduler/", {
-  method: "POST",
-  headers: { apikey: "dying" },
-  body: JSON.stringify({ limit: Number(limit), source, leaseSeconds: 10 }),
-}));
+await handle(
+  new Request("http://scheduler/", {
+    method: "POST",
+    headers: { apikey: "dying" },
+    body: JSON.stringify({ limit: Number(limit), source, leaseSeconds: 10 }),
+  }),
+);
 console.error("the scheduler did not die");
 Deno.exit(3);

@@ -96,7 +96,6 @@ export async function ensureUp(): Promise<void> {
   throw new Error(`the fault stack did not come back:\n${last}`);
 }
 
-
 // postgres.js 3.4 under Deno can throw from a timer when a connection dies mid-write, and
 // leave that pool with queries never sent (the bug local/gateway.ts survives): the tests'
 // own pools see every fault too, so each is swapped for a fresh one when that happens.
@@ -108,8 +107,12 @@ globalThis.addEventListener("error", (e) => {
 });
 
 /** A postgres.js pool (tagged template, unsafe, begin, end) that survives that bug. */
-export function resilientPool(url: string, options: postgres.Options<Record<string, postgres.PostgresType>> = {}): postgres.Sql {
-  const make = () => postgres(url, { max: 4, onnotice: () => {}, connect_timeout: 5, idle_timeout: 20, ...options });
+export function resilientPool(
+  url: string,
+  options: postgres.Options<Record<string, postgres.PostgresType>> = {},
+): postgres.Sql {
+  const make = () =>
+    postgres(url, { max: 4, onnotice: () => {}, connect_timeout: 5, idle_timeout: 20, ...options });
   let pool = make();
   resilient.push(() => {
     const old = pool;
@@ -215,8 +218,18 @@ async function waitDead(pid: number, timeoutMs = 30_000): Promise<void> {
 /** `pg_ctl stop -m fast` as the postgres OS user: open transactions are rolled back. */
 export async function stopPostgresFast(): Promise<void> {
   const r = await new Deno.Command("runuser", {
-    args: ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", join(STACK_DIR, "db"),
-      "stop", "-m", "fast", "-w"],
+    args: [
+      "-u",
+      "postgres",
+      "--",
+      "/usr/lib/postgresql/15/bin/pg_ctl",
+      "-D",
+      join(STACK_DIR, "db"),
+      "stop",
+      "-m",
+      "fast",
+      "-w",
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -121,9 +121,21 @@ export async function runWorkload(o: WorkloadOptions): Promise<Figures> {
       let answer: SchedulerAnswer;
       try {
         const r = await fire(source, { limit, source, leaseSeconds });
-        answer = { status: Math.abs(r.status), json: r.status > 0, body: r.body, at: performance.now() - t0, duringFault: duringFault || w.faulty };
+        answer = {
+          status: Math.abs(r.status),
+          json: r.status > 0,
+          body: r.body,
+          at: performance.now() - t0,
+          duringFault: duringFault || w.faulty,
+        };
       } catch (e) {
-        answer = { status: 0, json: false, body: String(e), at: performance.now() - t0, duringFault: duringFault || w.faulty };
+        answer = {
+          status: 0,
+          json: false,
+          body: String(e),
+          at: performance.now() - t0,
+          duringFault: duringFault || w.faulty,
+        };
       }
       w.answers.push(answer);
       await sleep(answer.status === 200 && answer.body?.claimed > 0 ? 100 : 400);
@@ -173,18 +185,27 @@ export async function runWorkload(o: WorkloadOptions): Promise<Figures> {
   if (notCompleted.length) {
     const statuses: Record<string, number> = {};
     for (const a of w.answers) statuses[a.status] = (statuses[a.status] ?? 0) + 1;
-    console.error(`${o.name}: scheduler answers ${JSON.stringify(statuses)}; last: ` +
-      JSON.stringify(w.answers.slice(-3).map((a) => ({ ...a, body: JSON.stringify(a.body).slice(0, 200) }))));
+    console.error(
+      `${o.name}: scheduler answers ${JSON.stringify(statuses)}; last: ` +
+        JSON.stringify(
+          w.answers.slice(-3).map((a) => ({ ...a, body: JSON.stringify(a.body).slice(0, 200) })),
+        ),
+    );
   }
   assert.equal(
     notCompleted.length,
     0,
-    `${o.name}: ${notCompleted.length}/${total} months not completed after ${seconds.toFixed(0)} s: ` +
+    `${o.name}: ${notCompleted.length}/${total} months not completed after ${
+      seconds.toFixed(0)
+    } s: ` +
       JSON.stringify(notCompleted.slice(0, 5)),
   );
   for (const r of rows) {
     assert.ok(r.completed_at, `${r.source} ${r.month} completed without completed_at`);
-    assert.ok(r.attempts >= 1 && r.attempts <= r.max_attempts, `${r.source} ${r.month} attempts ${r.attempts}`);
+    assert.ok(
+      r.attempts >= 1 && r.attempts <= r.max_attempts,
+      `${r.source} ${r.month} attempts ${r.attempts}`,
+    );
     assert.equal(r.result?.rows, daysOfMonth(r.month).length, `${r.source} ${r.month} result`);
   }
   // Exactly-once data: each month's days exactly once.
@@ -234,7 +255,9 @@ export async function runWorkload(o: WorkloadOptions): Promise<Figures> {
   };
   console.log(
     `FIGURES ${o.name}: months=${figures.months} faults_injected=${figures.faults} ` +
-      `completed_once=${figures.months - figures.lost} logged_completions=${figures.completedOnce} double_completions=${figures.doubleCompletions} ` +
+      `completed_once=${
+        figures.months - figures.lost
+      } logged_completions=${figures.completedOnce} double_completions=${figures.doubleCompletions} ` +
       `lost=${figures.lost} retried_months=${figures.retried} max_attempts_seen=${figures.maxAttempts} ` +
       `scheduler_calls=${figures.schedulerCalls} scheduler_5xx=${figures.answers5xx} seconds=${figures.seconds}`,
   );
@@ -261,7 +284,9 @@ export function countedClaims(w: Workload): Map<string, number> {
 export async function untilProgress(w: Workload, fraction: number, timeoutMs = 60_000) {
   const deadline = performance.now() + timeoutMs;
   while (w.completed() < w.total * fraction) {
-    if (performance.now() > deadline) throw new Error(`workload stuck at ${w.completed()}/${w.total}`);
+    if (performance.now() > deadline) {
+      throw new Error(`workload stuck at ${w.completed()}/${w.total}`);
+    }
     await sleep(100);
   }
 }

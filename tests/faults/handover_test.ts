@@ -12,24 +12,30 @@ import assert from "node:assert/strict";
 import { createClient } from "@supabase/supabase-js";
 import { createScheduler } from "../../functions/backfill-scheduler/scheduler.ts";
 import { createWorker } from "../../functions/backfill-worker/worker.ts";
-import { calendarProcessor, daysOfMonth } from "../../functions/backfill-worker/processors/calendar.ts";
-import { closedPort, captureLogs, serve } from "../_support/stack.ts";
+import {
+  calendarProcessor,
+  daysOfMonth,
+} from "../../functions/backfill-worker/processors/calendar.ts";
+import { captureLogs, closedPort, serve } from "../_support/stack.ts";
 import { countEvents, faultStack, sleep } from "./_stack.ts";
 import { enqueueSources, postScheduler, runWorkload } from "./_workload.ts";
 
 const KEY = "handover-test-key";
 
 async function callScheduler(handle: (r: Request) => Promise<Response>, body: unknown) {
-  const r = await handle(new Request("http://scheduler/", {
-    method: "POST",
-    headers: { apikey: KEY, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  }));
+  const r = await handle(
+    new Request("http://scheduler/", {
+      method: "POST",
+      headers: { apikey: KEY, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }),
+  );
   return { status: r.status, body: await r.json() };
 }
 
 Deno.test({
-  name: "fault: worker URL refusing, answering 500, hanging past the timeout, or in doubt: released or kept, never twice, no attempt spent",
+  name:
+    "fault: worker URL refusing, answering 500, hanging past the timeout, or in doubt: released or kept, never twice, no attempt spent",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -39,7 +45,11 @@ Deno.test({
     const failing = serve(() => new Response("oops", { status: 500 }));
     // In doubt: the worker gets the claim at once, its 202 comes after the timeout.
     const lateAnswer = serve(async (req) => {
-      const r = await fetch(servedWorker, { method: "POST", headers: req.headers, body: await req.text() });
+      const r = await fetch(servedWorker, {
+        method: "POST",
+        headers: req.headers,
+        body: await req.text(),
+      });
       await r.body?.cancel();
       await sleep(2_500);
       return new Response(null, { status: r.status });
@@ -79,12 +89,18 @@ Deno.test({
               dispatchTimeoutMs: 150, // shorter than a month takes (150–450 ms): in doubt mid-month
             });
             const quiet = captureLogs(); // the in-process scheduler's own log lines
-            const r = await callScheduler(handle, { limit: 20, source: sources[i], leaseSeconds: 60 })
+            const r = await callScheduler(handle, {
+              limit: 20,
+              source: sources[i],
+              leaseSeconds: 60,
+            })
               .finally(() => quiet.restore());
             assert.equal(r.status, 200, JSON.stringify(r.body));
             assert.equal(r.body.claimed, 20);
             outcomes[name] = {};
-            for (const c of r.body.claims) outcomes[name][c.outcome] = (outcomes[name][c.outcome] ?? 0) + 1;
+            for (const c of r.body.claims) {
+              outcomes[name][c.outcome] = (outcomes[name][c.outcome] ?? 0) + 1;
+            }
             if (["refused", "500", "hanging"].includes(name)) {
               assert.equal(r.body.released, 20, `${name}: ${JSON.stringify(r.body.claims[0])}`);
             }
@@ -107,17 +123,25 @@ Deno.test({
       // Never two at once: no month was started twice (no lease expired in this run).
       const started = countEvents("month_started", workSources);
       const twice = [...started.values()].filter((n) => n > 1).length;
-      console.log(`  months started=${started.size} started_twice=${twice} max_attempts=${figures.maxAttempts}`);
+      console.log(
+        `  months started=${started.size} started_twice=${twice} max_attempts=${figures.maxAttempts}`,
+      );
       assert.equal(twice, 0, "a month was started twice");
       assert.equal(started.size, figures.months);
     } finally {
-      await Promise.all([hanging.close(), failing.close(), lateAnswer.close(), lateDelivery.close()]);
+      await Promise.all([
+        hanging.close(),
+        failing.close(),
+        lateAnswer.close(),
+        lateDelivery.close(),
+      ]);
     }
   },
 });
 
 Deno.test({
-  name: "fault: a worker whose lease is taken over while it runs: heartbeat null, it stops, its late complete/fail/write are refused",
+  name:
+    "fault: a worker whose lease is taken over while it runs: heartbeat null, it stops, its late complete/fail/write are refused",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -139,11 +163,13 @@ Deno.test({
     });
     let second: { claim_token: string } | undefined;
     try {
-      const r = await first.handle(new Request("http://worker/", {
-        method: "POST",
-        headers: { apikey: KEY },
-        body: JSON.stringify({ ...claim, leaseSeconds: 10 }),
-      }));
+      const r = await first.handle(
+        new Request("http://worker/", {
+          method: "POST",
+          headers: { apikey: KEY },
+          body: JSON.stringify({ ...claim, leaseSeconds: 10 }),
+        }),
+      );
       assert.equal(r.status, 202);
       await sleep(1_000);
       // The lease runs out (forced) and a second worker takes the month, in one transaction.
@@ -161,7 +187,11 @@ Deno.test({
     }
     const events = logs.events().filter((e) => e.source === source).map((e) => e.event);
     assert.ok(aborted, "the first worker's processor was not told to stop");
-    assert.deepEqual(events, ["claim_accepted", "month_started", "month_abandoned"], JSON.stringify(events));
+    assert.deepEqual(
+      events,
+      ["claim_accepted", "month_started", "month_abandoned"],
+      JSON.stringify(events),
+    );
     // Its late calls are refused and change nothing.
     assert.equal(await s.rest.complete(claim.claimToken, { late: true }), false);
     assert.equal(await s.rest.fail(claim.claimToken, "late", true), null);
@@ -171,13 +201,24 @@ Deno.test({
       p_days: daysOfMonth(claim.month),
     });
     assert.equal(data, null, "the stale token wrote days");
-    const [row] = await s.sql`select status, attempts, claim_token, claimed_by from public.backfill_log
+    const [row] = await s
+      .sql`select status, attempts, claim_token, claimed_by from public.backfill_log
                               where source = ${source}`;
-    assert.deepEqual({ ...row }, { status: "processing", attempts: 2, claim_token: second!.claim_token, claimed_by: "second" });
-    const [{ n }] = await s.sql`select count(*)::int as n from public.example_calendar_days where source = ${source}`;
+    assert.deepEqual({ ...row }, {
+      status: "processing",
+      attempts: 2,
+      claim_token: second!.claim_token,
+      claimed_by: "second",
+    });
+    const [{ n }] = await s
+      .sql`select count(*)::int as n from public.example_calendar_days where source = ${source}`;
     assert.equal(n, 0, "the first worker wrote days after losing its claim");
     assert.equal(await s.client.complete(second!.claim_token, { by: "second" }), true);
-    console.log(`FIGURES lease takeover: first worker events=${events.join(",")} late_complete=false late_fail=null late_write=null days_written_by_first=0`);
+    console.log(
+      `FIGURES lease takeover: first worker events=${
+        events.join(",")
+      } late_complete=false late_fail=null late_write=null days_written_by_first=0`,
+    );
   },
 });
 
@@ -193,7 +234,10 @@ Deno.test({
     let overlaps = 0;
     for (; rounds < 30; rounds++) {
       const answers = await Promise.all(
-        Array.from({ length: 4 }, () => postScheduler(s, { limit: 5, source, leaseSeconds: 60, dryRun: false })),
+        Array.from(
+          { length: 4 },
+          () => postScheduler(s, { limit: 5, source, leaseSeconds: 60, dryRun: false }),
+        ),
       );
       const claimed = answers.flatMap((a) => {
         assert.equal(a.status, 200, JSON.stringify(a.body));

@@ -19,7 +19,8 @@ import { runWorkload, untilProgress } from "./_workload.ts";
 const KEY = "pooler-test-key";
 
 Deno.test({
-  name: "fault: PgBouncer killed (SIGKILL, SIGTERM) mid-run under pooler clients: JSON 5xx while down, every month completed exactly once",
+  name:
+    "fault: PgBouncer killed (SIGKILL, SIGTERM) mid-run under pooler clients: JSON 5xx while down, every month completed exactly once",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -49,7 +50,12 @@ Deno.test({
     );
     let next = 0;
     const served = serve((req) => workers[next++ % workers.length].handle(req));
-    const scheduler = createScheduler({ client, acceptedKey: KEY, workerUrl: served.url, workerKey: KEY });
+    const scheduler = createScheduler({
+      client,
+      acceptedKey: KEY,
+      workerUrl: served.url,
+      workerKey: KEY,
+    });
     let figures;
     const probes: string[] = [];
     try {
@@ -60,11 +66,13 @@ Deno.test({
         from: "2030-01-01",
         to: "2035-12-01", // 288 months
         fire: async (_source, body) => {
-          const r = await scheduler(new Request("http://scheduler/", {
-            method: "POST",
-            headers: { apikey: KEY },
-            body: JSON.stringify(body),
-          }));
+          const r = await scheduler(
+            new Request("http://scheduler/", {
+              method: "POST",
+              headers: { apikey: KEY },
+              body: JSON.stringify(body),
+            }),
+          );
           const json = /json/.test(r.headers.get("content-type") ?? "");
           return { status: json ? r.status : -r.status, body: await r.json() };
         },

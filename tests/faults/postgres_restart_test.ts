@@ -52,7 +52,8 @@ function postgresFault(kind: "fast" | "kill -9") {
 
 for (const kind of ["fast", "kill -9"] as const) {
   Deno.test({
-    name: `fault: postgres restarted (${kind}) twice mid-run: JSON 5xx while down, every month completed exactly once`,
+    name:
+      `fault: postgres restarted (${kind}) twice mid-run: JSON 5xx while down, every month completed exactly once`,
     sanitizeResources: false,
     sanitizeOps: false,
     fn: async () => {

@@ -9,7 +9,8 @@ import { DENO, ensureUp, faultStack, killFunction, REPO, sleep } from "./_stack.
 import { countedClaims, runWorkload, untilProgress } from "./_workload.ts";
 
 Deno.test({
-  name: "fault: the worker killed -9 with months in flight: leases expire, reaped, completed once by the next worker; attempts = claims",
+  name:
+    "fault: the worker killed -9 with months in flight: leases expire, reaped, completed once by the next worker; attempts = claims",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -33,9 +34,13 @@ Deno.test({
           await sleep(1_000);
           const rows = await s.sql`
             select source, month::text as month from public.backfill_log
-            where source in ${s.sql(w.sources)} and status = 'processing' and heartbeat_at is not null`;
+            where source in ${
+            s.sql(w.sources)
+          } and status = 'processing' and heartbeat_at is not null`;
           orphaned = orphaned.concat(rows.map((r) => ({ source: r.source, month: r.month })));
-          console.log(`  worker pid ${pid} killed -9 at ${at * 100}% with ${rows.length} months in flight`);
+          console.log(
+            `  worker pid ${pid} killed -9 at ${at * 100}% with ${rows.length} months in flight`,
+          );
           await ensureUp(); // a new worker process
         }
         return faults;
@@ -47,18 +52,23 @@ Deno.test({
     // The orphaned months were claimed again (a second attempt) and completed.
     const rows = await s.sql`
       select source, month::text as month, attempts, status from public.backfill_log
-      where source || ' ' || month::text in ${s.sql(orphaned.map((o) => `${o.source} ${o.month}`))}`;
+      where source || ' ' || month::text in ${
+      s.sql(orphaned.map((o) => `${o.source} ${o.month}`))
+    }`;
     assert.equal(rows.length, orphaned.length);
     for (const r of rows) {
       assert.equal(r.status, "completed");
       assert.ok(r.attempts >= 2, `${r.source} ${r.month}: attempts ${r.attempts}`);
     }
-    console.log(`  orphaned months=${orphaned.length} recovered=${rows.length} retried=${figures.retried}`);
+    console.log(
+      `  orphaned months=${orphaned.length} recovered=${rows.length} retried=${figures.retried}`,
+    );
   },
 });
 
 Deno.test({
-  name: "fault: the attempts of every month equal its claims not released (worker killed, database never down)",
+  name:
+    "fault: the attempts of every month equal its claims not released (worker killed, database never down)",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -89,11 +99,17 @@ Deno.test({
       where source in ${s.sql(sources)}`;
     mismatches = rows
       .filter((r) => (counted.get(`${r.source} ${r.month}`) ?? 0) !== r.attempts)
-      .map((r) => `${r.source} ${r.month}: attempts ${r.attempts}, claims ${counted.get(`${r.source} ${r.month}`)}`);
+      .map((r) =>
+        `${r.source} ${r.month}: attempts ${r.attempts}, claims ${
+          counted.get(`${r.source} ${r.month}`)
+        }`
+      );
     const released = answersRef.answers.flatMap((a: any) => a.body?.claims ?? [])
       .filter((c: any) => c.outcome === "released").length;
     console.log(
-      `FIGURES attempts = claims: months=${rows.length} claims_counted=${[...counted.values()].reduce((a, b) => a + b, 0)} ` +
+      `FIGURES attempts = claims: months=${rows.length} claims_counted=${
+        [...counted.values()].reduce((a, b) => a + b, 0)
+      } ` +
         `released_not_counted=${released} mismatches=${mismatches.length}`,
     );
     assert.deepEqual(mismatches, []);
@@ -101,7 +117,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "fault: a scheduler killed between its claim's commit and its dispatch: the months come back after the lease and complete once",
+  name:
+    "fault: a scheduler killed between its claim's commit and its dispatch: the months come back after the lease and complete once",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -118,7 +135,16 @@ Deno.test({
         for (const source of sources) {
           for (let i = 0; i < 2; i++) {
             const r = await new Deno.Command(DENO, {
-              args: ["run", "-A", "--no-prompt", `${REPO}/tests/faults/_dying_scheduler.ts`, s.apiUrl, s.secretKey, source, "10"],
+              args: [
+                "run",
+                "-A",
+                "--no-prompt",
+                `${REPO}/tests/faults/_dying_scheduler.ts`,
+                s.apiUrl,
+                s.secretKey,
+                source,
+                "10",
+              ],
               cwd: REPO,
               stdout: "null",
               stderr: "piped",
@@ -133,7 +159,9 @@ Deno.test({
         assert.equal(rows.length, 40, "each dying scheduler should have claimed 10 months");
         assert.ok(rows.every((r) => r.heartbeat_at === null), "a stranded month was started");
         stranded = rows.map((r) => `${r.source} ${r.month}`);
-        console.log(`  4 schedulers killed after claiming: ${stranded.length} months stranded in processing`);
+        console.log(
+          `  4 schedulers killed after claiming: ${stranded.length} months stranded in processing`,
+        );
       },
       faults: () => Promise.resolve(4),
     });
@@ -143,9 +171,17 @@ Deno.test({
     assert.equal(rows.length, stranded.length);
     for (const r of rows) {
       assert.equal(r.status, "completed");
-      assert.equal(r.attempts, 2, `${r.source} ${r.month}: the stranded claim and the one that completed`);
+      assert.equal(
+        r.attempts,
+        2,
+        `${r.source} ${r.month}: the stranded claim and the one that completed`,
+      );
     }
     const recoveredAfter = (performance.now() - killedAt) / 1000;
-    console.log(`  stranded=${stranded.length} recovered=${rows.length} (lease 10 s; all done ${recoveredAfter.toFixed(0)} s after the kills) months=${figures.months}`);
+    console.log(
+      `  stranded=${stranded.length} recovered=${rows.length} (lease 10 s; all done ${
+        recoveredAfter.toFixed(0)
+      } s after the kills) months=${figures.months}`,
+    );
   },
 });

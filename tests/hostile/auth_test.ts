@@ -18,7 +18,8 @@ import { faultStack, paths, REPO } from "../faults/_stack.ts";
 import { postScheduler } from "../faults/_workload.ts";
 
 Deno.test({
-  name: "hostile auth: wrong, anon, publishable, legacy, empty-Bearer and trailing-newline keys get 401",
+  name:
+    "hostile auth: wrong, anon, publishable, legacy, empty-Bearer and trailing-newline keys get 401",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -42,18 +43,33 @@ Deno.test({
       assert.deepEqual(body, { error: "unauthorized" }, name);
     }
     // The right key in either header is let in (dry run: takes nothing).
-    for (const headers of [{ apikey: s.secretKey }, { authorization: `Bearer ${s.secretKey}` }] as Record<string, string>[]) {
-      const res = await fetch(s.schedulerUrl, { method: "POST", headers: headers as Record<string, string>, body: `{"dryRun":true}` });
+    for (
+      const headers of [{ apikey: s.secretKey }, {
+        authorization: `Bearer ${s.secretKey}`,
+      }] as Record<string, string>[]
+    ) {
+      const res = await fetch(s.schedulerUrl, {
+        method: "POST",
+        headers: headers as Record<string, string>,
+        body: `{"dryRun":true}`,
+      });
       assert.equal(res.status, 200);
       await res.body?.cancel();
     }
     // A trailing newline (or CR, tab, space) where it can still arrive: the check refuses it.
-    const raw = (value: string) => ({ get: (n: string) => (n === "apikey" ? value : null) }) as unknown as Headers;
+    const raw = (value: string) =>
+      ({ get: (n: string) => (n === "apikey" ? value : null) }) as unknown as Headers;
     for (const tail of ["\n", "\r\n", " ", "\t", "\u0000"]) {
-      assert.equal(await isAuthorized(raw(`${s.secretKey}${tail}`), s.secretKey), false, JSON.stringify(tail));
+      assert.equal(
+        await isAuthorized(raw(`${s.secretKey}${tail}`), s.secretKey),
+        false,
+        JSON.stringify(tail),
+      );
     }
     assert.equal(await isAuthorized(raw(s.secretKey), s.secretKey), true);
-    console.log(`FIGURES auth: refused_over_http=${cases.length} accepted_over_http=2 refused_in_process=5`);
+    console.log(
+      `FIGURES auth: refused_over_http=${cases.length} accepted_over_http=2 refused_in_process=5`,
+    );
   },
 });
 
@@ -77,13 +93,21 @@ Deno.test("hostile auth: the key compare does not short-circuit (first vs last b
   const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const [f, l] = [median(first), median(last)];
   const ratio = Math.max(f, l) / Math.min(f, l);
-  console.log(`FIGURES constant-time: key=${size} B median first-byte-differs=${f.toFixed(3)} ms last-byte-differs=${l.toFixed(3)} ms ratio=${ratio.toFixed(2)}`);
+  console.log(
+    `FIGURES constant-time: key=${size} B median first-byte-differs=${
+      f.toFixed(3)
+    } ms last-byte-differs=${l.toFixed(3)} ms ratio=${ratio.toFixed(2)}`,
+  );
   assert.equal(await constantTimeEqual(key, "k".repeat(size)), true);
-  assert.ok(ratio < 1.5, `the compare's time depends on where the keys differ (ratio ${ratio.toFixed(2)})`);
+  assert.ok(
+    ratio < 1.5,
+    `the compare's time depends on where the keys differ (ratio ${ratio.toFixed(2)})`,
+  );
 });
 
 Deno.test({
-  name: "hostile secrets: no key, claim token, Vault secret or scheduler secret in any log line, migration or error body",
+  name:
+    "hostile secrets: no key, claim token, Vault secret or scheduler secret in any log line, migration or error body",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -102,14 +126,30 @@ Deno.test({
         workerUrl: `http://127.0.0.1:${closedPort()}`,
         workerKey: SECRET,
       });
-      const up = createScheduler({ client: s.rest, acceptedKey: SECRET, workerUrl: `http://127.0.0.1:${closedPort()}`, workerKey: SECRET });
+      const up = createScheduler({
+        client: s.rest,
+        acceptedKey: SECRET,
+        workerUrl: `http://127.0.0.1:${closedPort()}`,
+        workerKey: SECRET,
+      });
       for (const handle of [down, up]) {
-        for (const [headers, body] of [
-          [{ apikey: SECRET }, "{}"], [{ apikey: SECRET }, "{bad"], [{ apikey: SECRET }, '{"limit":-1}'],
-          [{ apikey: `${SECRET}x` }, "{}"], [{ authorization: `Bearer ${SECRET.slice(1)}` }, "{}"],
-          [{ apikey: SECRET }, '{"source":"calendar:none","limit":1}'],
-        ] as const) {
-          const res = await handle(new Request("http://s/", { method: "POST", headers: headers as Record<string, string>, body }));
+        for (
+          const [headers, body] of [
+            [{ apikey: SECRET }, "{}"],
+            [{ apikey: SECRET }, "{bad"],
+            [{ apikey: SECRET }, '{"limit":-1}'],
+            [{ apikey: `${SECRET}x` }, "{}"],
+            [{ authorization: `Bearer ${SECRET.slice(1)}` }, "{}"],
+            [{ apikey: SECRET }, '{"source":"calendar:none","limit":1}'],
+          ] as const
+        ) {
+          const res = await handle(
+            new Request("http://s/", {
+              method: "POST",
+              headers: headers as Record<string, string>,
+              body,
+            }),
+          );
           bodies.push(await res.text());
         }
       }
@@ -121,12 +161,18 @@ Deno.test({
       const r = await postScheduler(s, JSON.parse(body.startsWith("{b") ? "{}" : body));
       bodies.push(JSON.stringify(r.body));
     }
-    const [vault] = await s.sql`select decrypted_secret from vault.decrypted_secrets where name = 'backfill_scheduler_key'`;
-    const tokens = (await s.sql`select claim_token::text as t from public.backfill_log where claim_token is not null`)
+    const [vault] = await s
+      .sql`select decrypted_secret from vault.decrypted_secrets where name = 'backfill_scheduler_key'`;
+    const tokens = (await s
+      .sql`select claim_token::text as t from public.backfill_log where claim_token is not null`)
       .map((r) => r.t as string);
     const secrets: [string, string][] = [
-      ["secret key", s.secretKey], ["service-role key", s.serviceRoleKey], ["anon key", s.anonKey],
-      ["publishable key", s.publishableKey], ["Vault secret", vault.decrypted_secret], ["scheduler secret", SECRET],
+      ["secret key", s.secretKey],
+      ["service-role key", s.serviceRoleKey],
+      ["anon key", s.anonKey],
+      ["publishable key", s.publishableKey],
+      ["Vault secret", vault.decrypted_secret],
+      ["scheduler secret", SECRET],
     ];
     const leaks: string[] = [];
     const logFiles = readdirSync(paths.logDir).map((f) => join(paths.logDir, f));
@@ -134,23 +180,37 @@ Deno.test({
     for (const file of logFiles) {
       const text = readFileSync(file, "utf8");
       lines += text.split("\n").length;
-      for (const [name, value] of secrets) if (text.includes(value)) leaks.push(`${name} in ${file}`);
+      for (const [name, value] of secrets) {
+        if (text.includes(value)) leaks.push(`${name} in ${file}`);
+      }
       const tokenSet = new Set(tokens);
-      for (const m of text.matchAll(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g)) {
+      for (
+        const m of text.matchAll(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g)
+      ) {
         if (tokenSet.has(m[0])) leaks.push(`claim token ${m[0]} in ${file}`);
       }
     }
     for (const line of logs.lines) {
-      for (const [name, value] of secrets) if (line.includes(value)) leaks.push(`${name} in an in-process log line`);
+      for (const [name, value] of secrets) {
+        if (line.includes(value)) leaks.push(`${name} in an in-process log line`);
+      }
     }
     for (const body of bodies) {
-      for (const [name, value] of secrets) if (body.includes(value)) leaks.push(`${name} in an error body: ${body}`);
+      for (const [name, value] of secrets) {
+        if (body.includes(value)) leaks.push(`${name} in an error body: ${body}`);
+      }
     }
-    const migrations = readdirSync(join(REPO, "supabase/migrations")).filter((f) => f.endsWith(".sql"));
+    const migrations = readdirSync(join(REPO, "supabase/migrations")).filter((f) =>
+      f.endsWith(".sql")
+    );
     for (const f of migrations) {
       const text = readFileSync(join(REPO, "supabase/migrations", f), "utf8");
-      for (const [name, value] of secrets) if (text.includes(value)) leaks.push(`${name} in migration ${f}`);
-      if (/sb_secret_[0-9a-f]{8}|eyJhbGciOi/.test(text)) leaks.push(`a key-shaped literal in migration ${f}`);
+      for (const [name, value] of secrets) {
+        if (text.includes(value)) leaks.push(`${name} in migration ${f}`);
+      }
+      if (/sb_secret_[0-9a-f]{8}|eyJhbGciOi/.test(text)) {
+        leaks.push(`a key-shaped literal in migration ${f}`);
+      }
     }
     console.log(
       `FIGURES secrets: log_files=${logFiles.length} log_lines=${lines} in_process_lines=${logs.lines.length} ` +

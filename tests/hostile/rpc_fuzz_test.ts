@@ -24,40 +24,130 @@ function valueFor(r: Rng, type: string, tokens: string[]): Gen {
   switch (type) {
     case "integer":
       return wrong
-        ? { value: r.pick(["abc", 1.5, 2147483648, -2147483649, 1e20, true, {}, [1], "", "1e3", "0x10"]), typed: false }
-        : { value: r.pick([0, 1, -1, 2, 5, 100, 101, 1000, 1001, 86400, 86401, 10, 9, 2147483647, -2147483648]), typed: true };
+        ? {
+          value: r.pick([
+            "abc",
+            1.5,
+            2147483648,
+            -2147483649,
+            1e20,
+            true,
+            {},
+            [1],
+            "",
+            "1e3",
+            "0x10",
+          ]),
+          typed: false,
+        }
+        : {
+          value: r.pick([
+            0,
+            1,
+            -1,
+            2,
+            5,
+            100,
+            101,
+            1000,
+            1001,
+            86400,
+            86401,
+            10,
+            9,
+            2147483647,
+            -2147483648,
+          ]),
+          typed: true,
+        };
     case "text":
-      return wrong
-        ? { value: r.pick(["\u0000", `a\u0000b`, "\ud800"]), typed: false }
-        : { value: r.pick(["", "calendar:x", r.string(40), r.string(250), "x".repeat(10_000), "'; drop table backfill_log; --", 12, true]), typed: true };
+      return wrong ? { value: r.pick(["\u0000", `a\u0000b`, "\ud800"]), typed: false } : {
+        value: r.pick([
+          "",
+          "calendar:x",
+          r.string(40),
+          r.string(250),
+          "x".repeat(10_000),
+          "'; drop table backfill_log; --",
+          12,
+          true,
+        ]),
+        typed: true,
+      };
     case "date":
       return wrong
-        ? { value: r.pick(["2020-02-30", "2020-13-01", "abc", 5, true, "294277-01-01", "", "2020-01-01T25:00"]), typed: false }
-        : { value: r.pick(["2020-01-15", "2020-01-01", "0001-01-01", "9999-12-01", "infinity", "-infinity", "1970-01-01", "4713-01-01 BC", "2019-12-31", "2030-06-30"]), typed: true };
+        ? {
+          value: r.pick([
+            "2020-02-30",
+            "2020-13-01",
+            "abc",
+            5,
+            true,
+            "294277-01-01",
+            "",
+            "2020-01-01T25:00",
+          ]),
+          typed: false,
+        }
+        : {
+          value: r.pick([
+            "2020-01-15",
+            "2020-01-01",
+            "0001-01-01",
+            "9999-12-01",
+            "infinity",
+            "-infinity",
+            "1970-01-01",
+            "4713-01-01 BC",
+            "2019-12-31",
+            "2030-06-30",
+          ]),
+          typed: true,
+        };
     case "uuid":
       return wrong
-        ? { value: r.pick(["not-a-uuid", 1, "", "00000000-0000-0000-0000-00000000000g"]), typed: false }
-        : { value: r.chance(0.5) && tokens.length ? r.pick(tokens) : crypto.randomUUID(), typed: true };
+        ? {
+          value: r.pick(["not-a-uuid", 1, "", "00000000-0000-0000-0000-00000000000g"]),
+          typed: false,
+        }
+        : {
+          value: r.chance(0.5) && tokens.length ? r.pick(tokens) : crypto.randomUUID(),
+          typed: true,
+        };
     case "boolean":
       return wrong
         ? { value: r.pick(["maybe", 2, "", []]), typed: false }
         : { value: r.pick([true, false, "t", "no"]), typed: true };
     case "uuid[]":
-      return wrong
-        ? { value: r.pick(["not-an-array", [1, 2], ["x"], {}]), typed: false }
-        : { value: r.pick([[], tokens.slice(0, r.int(0, tokens.length)), [crypto.randomUUID(), crypto.randomUUID()], [null], Array.from({ length: 1001 }, () => crypto.randomUUID())]), typed: true };
+      return wrong ? { value: r.pick(["not-an-array", [1, 2], ["x"], {}]), typed: false } : {
+        value: r.pick([
+          [],
+          tokens.slice(0, r.int(0, tokens.length)),
+          [crypto.randomUUID(), crypto.randomUUID()],
+          [null],
+          Array.from({ length: 1001 }, () => crypto.randomUUID()),
+        ]),
+        typed: true,
+      };
     case "jsonb[]":
-      return wrong
-        ? { value: r.pick(["not-an-array", 5]), typed: false }
-        : { value: r.pick([[], [{ rows: 1 }], [null, 1, "s"], [{ a: 1 }, { b: 2 }, { c: 3 }]]), typed: true };
+      return wrong ? { value: r.pick(["not-an-array", 5]), typed: false } : {
+        value: r.pick([[], [{ rows: 1 }], [null, 1, "s"], [{ a: 1 }, { b: 2 }, { c: 3 }]]),
+        typed: true,
+      };
     case "jsonb":
-      return { value: r.pick([{ rows: 1 }, [], "s", 1, deep(r.int(1, 200)), { big: "x".repeat(50_000) }, { nested: [[[null]]] }]), typed: true };
+      return {
+        value: r.pick([{ rows: 1 }, [], "s", 1, deep(r.int(1, 200)), { big: "x".repeat(50_000) }, {
+          nested: [[[null]]],
+        }]),
+        typed: true,
+      };
   }
   throw new Error(type);
 }
 
 Deno.test({
-  name: `hostile: every RPC under ${ROUNDS} rounds of generated arguments: success, 22023 or a cast 4xx; never 5xx or 23xxx; invariants hold`,
+  name:
+    `hostile: every RPC under ${ROUNDS} rounds of generated arguments: success, 22023 or a cast 4xx; never 5xx or 23xxx; invariants hold`,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -70,16 +160,22 @@ Deno.test({
     const call = async (fn: string, args: Record<string, unknown>, key = s.secretKey) => {
       const res = await fetch(`${s.apiUrl}/rest/v1/rpc/${fn}`, {
         method: "POST",
-        headers: { apikey: key, authorization: `Bearer ${key}`, "content-type": "application/json" },
+        headers: {
+          apikey: key,
+          authorization: `Bearer ${key}`,
+          "content-type": "application/json",
+        },
         body: JSON.stringify(args),
       });
       return { status: res.status, body: await res.json() };
     };
     // Arguments without a default: leaving one out is PostgREST's PGRST202 (no such signature).
     const required = new Map<string, string[]>();
-    for (const row of await s.sql`
+    for (
+      const row of await s.sql`
       select p.proname, (p.proargnames)[1:p.pronargs - p.pronargdefaults] as names
-      from pg_catalog.pg_proc p where p.pronamespace = 'public'::regnamespace`) {
+      from pg_catalog.pg_proc p where p.pronamespace = 'public'::regnamespace`
+    ) {
       required.set(row.proname, row.names ?? []);
     }
     const outcomes: Record<string, number> = {};
@@ -110,7 +206,13 @@ Deno.test({
             (status === 400 && code === "22023" && !unknown) ||
             (status === 400 && CAST_ERRORS.has(code) && !typed && !unknown) ||
             (status === 404 && code === "PGRST202" && unknown);
-          if (!ok) bad.push(`${rpc.fn}(${JSON.stringify(args).slice(0, 300)}): ${status} ${JSON.stringify(body).slice(0, 300)}`);
+          if (!ok) {
+            bad.push(
+              `${rpc.fn}(${JSON.stringify(args).slice(0, 300)}): ${status} ${
+                JSON.stringify(body).slice(0, 300)
+              }`,
+            );
+          }
         }
       }
       const [inv] = await s.sql`
@@ -137,8 +239,14 @@ Deno.test({
     for (const rpc of Object.values(RPCS)) {
       for (const key of [s.anonKey, s.publishableKey]) {
         const valid: Record<string, unknown> = {
-          integer: 10, text: "calendar:x", date: "2020-01-01", uuid: crypto.randomUUID(),
-          boolean: true, jsonb: {}, "uuid[]": [], "jsonb[]": [],
+          integer: 10,
+          text: "calendar:x",
+          date: "2020-01-01",
+          uuid: crypto.randomUUID(),
+          boolean: true,
+          jsonb: {},
+          "uuid[]": [],
+          "jsonb[]": [],
         };
         const args = Object.fromEntries(rpc.args.map(([, name, type]) => [name, valid[type]]));
         const { body } = await call(rpc.fn, args, key);
@@ -147,10 +255,16 @@ Deno.test({
       }
     }
     console.log(
-      `FIGURES rpc fuzz: seed=${seed} rounds=${ROUNDS} calls=${calls} outcomes=${JSON.stringify(outcomes)} ` +
+      `FIGURES rpc fuzz: seed=${seed} rounds=${ROUNDS} calls=${calls} outcomes=${
+        JSON.stringify(outcomes)
+      } ` +
         `not_allowed=${bad.length} invariant_checks=${ROUNDS}x5 wrong_role_42501=${denied}`,
     );
-    assert.deepEqual(bad.slice(0, 10), [], `seed ${seed}: ${bad.length} calls outside the contract`);
+    assert.deepEqual(
+      bad.slice(0, 10),
+      [],
+      `seed ${seed}: ${bad.length} calls outside the contract`,
+    );
     await s.sql`delete from public.backfill_log where source = ${source}`;
   },
 });

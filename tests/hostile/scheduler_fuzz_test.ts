@@ -22,40 +22,95 @@ interface Fuzzed {
 
 const enc = new TextEncoder();
 
-function keyVariant(r: Rng, k: { secret: string; others: string[] }): [Record<string, string>, boolean, string] {
+function keyVariant(
+  r: Rng,
+  k: { secret: string; others: string[] },
+): [Record<string, string>, boolean, string] {
   const v = r.int(0, 13);
   switch (v) {
-    case 0: return [{}, false, "no key"];
-    case 1: return [{ apikey: k.secret }, true, "apikey"];
-    case 2: return [{ authorization: `Bearer ${k.secret}` }, true, "bearer"];
-    case 3: return [{ apikey: r.pick(k.others) }, false, "other project key"];
-    case 4: return [{ authorization: `Bearer ${r.pick(k.others)}` }, false, "other project key as bearer"];
-    case 5: return [{ authorization: "Bearer " }, false, "empty bearer"];
-    case 6: return [{ authorization: `bearer ${k.secret}` }, false, "lower-case bearer"];
-    case 7: return [{ apikey: k.secret.slice(0, -1) }, false, "truncated key"];
-    case 8: return [{ apikey: `${k.secret}x` }, false, "key + x"];
-    case 9: return [{ authorization: `Basic ${btoa(`x:${k.secret}`)}` }, false, "basic auth"];
-    case 10: return [{ apikey: "wrong", authorization: `Bearer ${k.secret}` }, true, "wrong apikey, right bearer"];
-    case 11: return [{ apikey: k.secret.toUpperCase() }, false, "upper-cased key"];
-    case 12: return [{ apikey: r.string(300, "abcdef0123456789_") }, false, "random key"];
-    default: return [{ authorization: `Bearer  ${k.secret}` }, false, "bearer with two spaces"];
+    case 0:
+      return [{}, false, "no key"];
+    case 1:
+      return [{ apikey: k.secret }, true, "apikey"];
+    case 2:
+      return [{ authorization: `Bearer ${k.secret}` }, true, "bearer"];
+    case 3:
+      return [{ apikey: r.pick(k.others) }, false, "other project key"];
+    case 4:
+      return [
+        { authorization: `Bearer ${r.pick(k.others)}` },
+        false,
+        "other project key as bearer",
+      ];
+    case 5:
+      return [{ authorization: "Bearer " }, false, "empty bearer"];
+    case 6:
+      return [{ authorization: `bearer ${k.secret}` }, false, "lower-case bearer"];
+    case 7:
+      return [{ apikey: k.secret.slice(0, -1) }, false, "truncated key"];
+    case 8:
+      return [{ apikey: `${k.secret}x` }, false, "key + x"];
+    case 9:
+      return [{ authorization: `Basic ${btoa(`x:${k.secret}`)}` }, false, "basic auth"];
+    case 10:
+      return [
+        { apikey: "wrong", authorization: `Bearer ${k.secret}` },
+        true,
+        "wrong apikey, right bearer",
+      ];
+    case 11:
+      return [{ apikey: k.secret.toUpperCase() }, false, "upper-cased key"];
+    case 12:
+      return [{ apikey: r.string(300, "abcdef0123456789_") }, false, "random key"];
+    default:
+      return [{ authorization: `Bearer  ${k.secret}` }, false, "bearer with two spaces"];
   }
 }
 
 const FIELDS = ["limit", "source", "leaseSeconds", "dryRun"];
 
 function fieldValue(r: Rng, field: string): unknown {
-  const numbers = [0, 1, 2, 10, 99, 100, 101, -1, -0, 1.5, 0.1, 9.999, 1e308, -1e308, 2 ** 53 + 1, 86400, 86401, 9, 3600, 1e3];
+  const numbers = [
+    0,
+    1,
+    2,
+    10,
+    99,
+    100,
+    101,
+    -1,
+    -0,
+    1.5,
+    0.1,
+    9.999,
+    1e308,
+    -1e308,
+    2 ** 53 + 1,
+    86400,
+    86401,
+    9,
+    3600,
+    1e3,
+  ];
   switch (r.int(0, 9)) {
-    case 0: return null;
-    case 1: return r.string(40);
-    case 2: return r.chance(0.5);
-    case 3: return [1];
-    case 4: return { x: 1 };
-    case 5: return r.string(r.chance(0.2) ? 5000 : 250);
-    case 6: return deep(r.int(1, 50));
+    case 0:
+      return null;
+    case 1:
+      return r.string(40);
+    case 2:
+      return r.chance(0.5);
+    case 3:
+      return [1];
+    case 4:
+      return { x: 1 };
+    case 5:
+      return r.string(r.chance(0.2) ? 5000 : 250);
+    case 6:
+      return deep(r.int(1, 50));
     default:
-      if (field === "source") return r.chance(0.1) ? `calendar:\u0000${r.string(5)}` : `calendar:${r.string(30)}`;
+      if (field === "source") {
+        return r.chance(0.1) ? `calendar:\u0000${r.string(5)}` : `calendar:${r.string(30)}`;
+      }
       if (field === "dryRun") return r.chance(0.5);
       return r.pick(numbers);
   }
@@ -64,11 +119,16 @@ function fieldValue(r: Rng, field: string): unknown {
 function valid(body: unknown): boolean {
   if (typeof body !== "object" || body === null || Array.isArray(body)) return false;
   for (const [k, v] of Object.entries(body)) {
-    const int = (min: number, max: number) => typeof v === "number" && Number.isInteger(v) && v >= min && v <= max;
+    const int = (min: number, max: number) =>
+      typeof v === "number" && Number.isInteger(v) && v >= min && v <= max;
     if (k === "limit" && !int(1, 100)) return false;
     if (k === "leaseSeconds" && !int(10, 86400)) return false;
     if (k === "dryRun" && typeof v !== "boolean") return false;
-    if (k === "source" && !(typeof v === "string" && v.length >= 1 && v.length <= 200 && !v.includes("\u0000") && v.isWellFormed())) return false;
+    if (
+      k === "source" &&
+      !(typeof v === "string" && v.length >= 1 && v.length <= 200 && !v.includes("\u0000") &&
+        v.isWellFormed())
+    ) return false;
     if (!FIELDS.includes(k)) return false;
   }
   return true;
@@ -76,19 +136,39 @@ function valid(body: unknown): boolean {
 
 function fuzzBody(r: Rng, target: string): [Uint8Array | undefined, unknown, string] {
   const object: Record<string, unknown> = {};
-  for (const f of FIELDS) if (r.chance(0.5)) object[f] = r.chance(0.6) ? goodValue(r, f, target) : fieldValue(r, f);
-  if (r.chance(0.1)) object[r.pick(["extra", "__proto__", "constructor", "LIMIT", ""])] = r.pick([1, "x", null]);
+  for (const f of FIELDS) {
+    if (r.chance(0.5)) {
+      object[f] = r.chance(0.6) ? goodValue(r, f, target) : fieldValue(r, f);
+    }
+  }
+  if (r.chance(0.1)) {
+    object[r.pick(["extra", "__proto__", "constructor", "LIMIT", ""])] = r.pick([1, "x", null]);
+  }
   const text = JSON.stringify(object);
   switch (r.int(0, 13)) {
-    case 0: return [undefined, {}, "no body"];
-    case 1: return [enc.encode(" \n\t"), {}, "whitespace"];
+    case 0:
+      return [undefined, {}, "no body"];
+    case 1:
+      return [enc.encode(" \n\t"), {}, "whitespace"];
     case 2: {
       const cut = text.slice(0, r.int(1, Math.max(1, text.length - 1)));
       return [enc.encode(cut), parseOr(cut), "truncated JSON"];
     }
-    case 3: return [enc.encode(r.pick(["null", "[]", "1", '"x"', "true", "{", "}", "[{}]", "{'a':1}", "NaN"])), undefined, "not an object"];
+    case 3:
+      return [
+        enc.encode(r.pick(["null", "[]", "1", '"x"', "true", "{", "}", "[{}]", "{'a':1}", "NaN"])),
+        undefined,
+        "not an object",
+      ];
     case 4: {
-      const bytes = new Uint8Array([...enc.encode(text.slice(0, -1)), 0xff, 0xfe, 0xc3, 0x28, ...enc.encode("}")]);
+      const bytes = new Uint8Array([
+        ...enc.encode(text.slice(0, -1)),
+        0xff,
+        0xfe,
+        0xc3,
+        0x28,
+        ...enc.encode("}"),
+      ]);
       return [bytes, parseOr(new TextDecoder().decode(bytes)), "non-UTF-8"];
     }
     case 5: {
@@ -104,15 +184,25 @@ function fuzzBody(r: Rng, target: string): [Uint8Array | undefined, unknown, str
       const big = JSON.stringify({ source: "x".repeat(r.int(201, 300_000)) });
       return [enc.encode(big), JSON.parse(big), "very long string"];
     }
-    case 8: return [enc.encode(text.replace(/"limit":\s*\d+/, '"limit": 1e999')), parseOr(text.replace(/"limit":\s*\d+/, '"limit": 1e999')), "overflowing number"];
+    case 8:
+      return [
+        enc.encode(text.replace(/"limit":\s*\d+/, '"limit": 1e999')),
+        parseOr(text.replace(/"limit":\s*\d+/, '"limit": 1e999')),
+        "overflowing number",
+      ];
     // A UTF-8 byte order mark is dropped by the decoder (WHATWG Encoding), as by req.text().
-    case 9: return [enc.encode(`\ufeff${text}`), object, "BOM"];
+    case 9:
+      return [enc.encode(`\ufeff${text}`), object, "BOM"];
     case 10: {
-      const odd = { ...object, source: r.pick(["calendar:\u0000", "\u0000", "calendar:\ud800", "calendar:\udfff\ud800"]) };
+      const odd = {
+        ...object,
+        source: r.pick(["calendar:\u0000", "\u0000", "calendar:\ud800", "calendar:\udfff\ud800"]),
+      };
       const json = JSON.stringify(odd);
       return [enc.encode(json), JSON.parse(json), "NUL or lone surrogate in source"];
     }
-    default: return [enc.encode(text), object, "object"];
+    default:
+      return [enc.encode(text), object, "object"];
   }
 }
 
@@ -132,11 +222,22 @@ function parseOr(text: string): unknown {
 }
 
 function generate(r: Rng, keys: { secret: string; others: string[] }, target: string): Fuzzed {
-  const method = r.chance(0.8) ? "POST" : r.pick(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "PROPFIND"]);
+  const method = r.chance(0.8)
+    ? "POST"
+    : r.pick(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "PROPFIND"]);
   const [headers, authorized, keyCase] = keyVariant(r, keys);
-  if (r.chance(0.5)) headers["content-type"] = r.pick(["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]);
+  if (r.chance(0.5)) {
+    headers["content-type"] = r.pick([
+      "application/json",
+      "text/plain",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+    ]);
+  }
   if (r.chance(0.1)) headers["x-forwarded-for"] = r.string(50, "0123456789.");
-  const [body, parsed, bodyCase] = method === "GET" || method === "HEAD" ? [undefined, {}, "no body"] as const : fuzzBody(r, target);
+  const [body, parsed, bodyCase] = method === "GET" || method === "HEAD"
+    ? [undefined, {}, "no body"] as const
+    : fuzzBody(r, target);
   const expected = method !== "POST" ? 405 : !authorized ? 401 : valid(parsed) ? 200 : 400;
   return { method, headers, body, describe: `${method} ${keyCase} ${bodyCase}`, expected };
 }
@@ -149,7 +250,8 @@ async function tableHash(sql: any): Promise<string> {
 }
 
 Deno.test({
-  name: `hostile: the served scheduler under ${REQUESTS} fuzzed requests answers JSON 2xx/4xx as the contract says; refused requests change nothing`,
+  name:
+    `hostile: the served scheduler under ${REQUESTS} fuzzed requests answers JSON 2xx/4xx as the contract says; refused requests change nothing`,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -162,7 +264,8 @@ Deno.test({
     await s.client.enqueue({ source: target, from: "1950-01-01", to: "1969-12-01" });
     // Quiet: nothing in flight from earlier tests.
     for (let i = 0; i < 100; i++) {
-      const [{ n }] = await s.sql`select count(*)::int as n from public.backfill_log where status = 'processing'`;
+      const [{ n }] = await s
+        .sql`select count(*)::int as n from public.backfill_log where status = 'processing'`;
       if (n === 0) break;
       await s.sql`select public.reap_expired_backfill_leases()`;
       await sleep(300);
@@ -176,7 +279,11 @@ Deno.test({
     const byStatus: Record<number, number> = {};
     const wrong: string[] = [];
     const send = async (q: Fuzzed) => {
-      const res = await fetch(s.schedulerUrl, { method: q.method, headers: q.headers, body: q.body as BodyInit | undefined });
+      const res = await fetch(s.schedulerUrl, {
+        method: q.method,
+        headers: q.headers,
+        body: q.body as BodyInit | undefined,
+      });
       const text = await res.text();
       byStatus[res.status] = (byStatus[res.status] ?? 0) + 1;
       const isJson = /^application\/json/.test(res.headers.get("content-type") ?? "");
@@ -189,7 +296,9 @@ Deno.test({
         }
       }
       if (res.status !== q.expected || !isJson || !parsed) {
-        wrong.push(`${q.describe}: expected ${q.expected}, got ${res.status} ${text.slice(0, 200)}`);
+        wrong.push(
+          `${q.describe}: expected ${q.expected}, got ${res.status} ${text.slice(0, 200)}`,
+        );
       }
     };
 
@@ -198,7 +307,9 @@ Deno.test({
     for (let i = 0; i < refused.length; i += 100) {
       const before = await tableHash(s.sql);
       const batch = refused.slice(i, i + 100);
-      for (let j = 0; j < batch.length; j += 10) await Promise.all(batch.slice(j, j + 10).map(send));
+      for (let j = 0; j < batch.length; j += 10) {
+        await Promise.all(batch.slice(j, j + 10).map(send));
+      }
       const after = await tableHash(s.sql);
       if (before !== after) changed.push(batches);
       batches++;
@@ -216,11 +327,19 @@ Deno.test({
     console.log(
       `FIGURES scheduler fuzz: seed=${seed} requests=${requests.length} refused_group=${refused.length} ` +
         `(${batches} batches, batches_that_changed_the_db=${changed.length}) valid_group=${accepted.length} ` +
-        `statuses=${JSON.stringify(byStatus)} refused_statuses=${JSON.stringify(refusedStatuses)} ` +
-        `5xx=${Object.entries(byStatus).filter(([k]) => Number(k) >= 500).reduce((n, [, v]) => n + v, 0)} ` +
+        `statuses=${JSON.stringify(byStatus)} refused_statuses=${
+          JSON.stringify(refusedStatuses)
+        } ` +
+        `5xx=${
+          Object.entries(byStatus).filter(([k]) => Number(k) >= 500).reduce((n, [, v]) => n + v, 0)
+        } ` +
         `not_as_expected=${wrong.length}`,
     );
-    assert.deepEqual(wrong.slice(0, 10), [], `seed ${seed}: ${wrong.length} answers not as the contract says`);
+    assert.deepEqual(
+      wrong.slice(0, 10),
+      [],
+      `seed ${seed}: ${wrong.length} answers not as the contract says`,
+    );
     assert.deepEqual(changed, [], `seed ${seed}: refused requests changed the database`);
     assert.ok(refused.length >= 1000 || requests.length >= 1000);
   },
