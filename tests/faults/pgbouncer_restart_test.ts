@@ -57,7 +57,6 @@ Deno.test({
       workerKey: KEY,
     });
     let figures;
-    const probes: string[] = [];
     try {
       figures = await runWorkload({
         name: "pgbouncer restart",
@@ -108,6 +107,5 @@ Deno.test({
       await pooler.end({ timeout: 5 });
     }
     assert.equal(figures.faults, 2);
-    void probes;
   },
 });
