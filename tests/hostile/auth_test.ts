@@ -99,8 +99,10 @@ Deno.test("hostile auth: the key compare does not short-circuit (first vs last b
     } ms last-byte-differs=${l.toFixed(3)} ms ratio=${ratio.toFixed(2)}`,
   );
   assert.equal(await constantTimeEqual(key, "k".repeat(size)), true);
+  // A short-circuiting compare measured a ratio of ~230 here; 3 leaves room for a noisy
+  // machine without letting one through.
   assert.ok(
-    ratio < 1.5,
+    ratio < 3,
     `the compare's time depends on where the keys differ (ratio ${ratio.toFixed(2)})`,
   );
 });
