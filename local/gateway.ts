@@ -3,8 +3,9 @@
 //   /functions/v1/<name>  → the edge function served on its own port (FUNCTION_PORTS)
 // Run as a daemon by `deno task local start`.
 
-import postgres from "postgres";
-import { API_PORT, DB_URL, FUNCTION_PORTS } from "./config.ts";
+import type postgres from "postgres";
+import { API_PORT, FUNCTION_PORTS } from "./config.ts";
+import { survivingPool } from "./surviving_pool.ts";
 import { keys, roleForKey } from "./keys.ts";
 import { createRpcHandler, pgrstError } from "./postgrest_rpc.ts";
 
@@ -83,29 +84,8 @@ export function createGateway(sql: postgres.Sql) {
 }
 
 if (import.meta.main) {
-  // postgres.js 3.4 under Deno can throw from a timer when a connection dies mid-write (its
-  // socket is already gone), and the pool it happened in is left with queries that never get
-  // sent. Uncaught, the error would end this process on a database restart, which PostgREST
-  // never does: log it, swap in a fresh pool, and end the old one (its stuck calls then fail
-  // with a JSON 503 instead of hanging).
-  const pool = () => postgres(DB_URL, { max: 20, onnotice: () => {}, connect_timeout: 5 });
-  let sql = pool();
-  let handle = createGateway(sql);
-  const survive = (e: Event & { error?: unknown; reason?: unknown }) => {
-    e.preventDefault();
-    const error = e.error ?? e.reason;
-    console.error(
-      JSON.stringify({
-        event: "uncaught_error",
-        error: (error as Error)?.message ?? String(error),
-      }),
-    );
-    const old = sql;
-    sql = pool();
-    handle = createGateway(sql);
-    old.end({ timeout: 1 }).catch(() => {});
-  };
-  globalThis.addEventListener("error", survive);
-  globalThis.addEventListener("unhandledrejection", survive);
+  let handle: (req: Request) => Promise<Response>;
+  const sql = survivingPool({ max: 20 }, (fresh) => handle = createGateway(fresh));
+  handle = createGateway(sql());
   Deno.serve({ hostname: "127.0.0.1", port: API_PORT, onListen: () => {} }, (req) => handle(req));
 }

@@ -4,8 +4,8 @@
 // pg_net, delivery is at most once: a request is taken off the queue before it is sent.
 // Run as a daemon by `deno task local start`.
 
-import postgres from "postgres";
-import { DB_URL } from "./config.ts";
+import type postgres from "postgres";
+import { survivingPool } from "./surviving_pool.ts";
 
 interface Queued {
   id: string;
@@ -61,28 +61,10 @@ export async function deliverQueued(sql: postgres.Sql, batch = 20): Promise<numb
 }
 
 if (import.meta.main) {
-  // postgres.js 3.4 under Deno can throw from a timer when a connection dies mid-write, and
-  // leaves that pool stuck: survive it (as pg_net survives a database restart) with a new pool.
-  const pool = () => postgres(DB_URL, { max: 4, onnotice: () => {}, connect_timeout: 5 });
-  let sql = pool();
-  const survive = (e: Event & { error?: unknown; reason?: unknown }) => {
-    e.preventDefault();
-    const error = e.error ?? e.reason;
-    console.error(
-      JSON.stringify({
-        event: "uncaught_error",
-        error: (error as Error)?.message ?? String(error),
-      }),
-    );
-    const old = sql;
-    sql = pool();
-    old.end({ timeout: 1 }).catch(() => {});
-  };
-  globalThis.addEventListener("error", survive);
-  globalThis.addEventListener("unhandledrejection", survive);
+  const sql = survivingPool({ max: 4 });
   for (;;) {
     try {
-      if ((await deliverQueued(sql)) > 0) continue;
+      if ((await deliverQueued(sql())) > 0) continue;
     } catch (e) {
       console.error(
         JSON.stringify({ event: "pg_net_delivery_error", error: (e as Error).message }),

@@ -12,43 +12,28 @@ import { run, runOk } from "../local/proc.ts";
 
 const PORT = 54722;
 
+const PSQL = join(PG_BIN, "psql");
+/** psql against the scratch cluster, as its superuser, with `extra` arguments. */
+const psqlArgs = (...extra: string[]) => [
+  "-X",
+  "-q",
+  "-h",
+  "127.0.0.1",
+  "-p",
+  String(PORT),
+  "-U",
+  "postgres",
+  "-d",
+  "postgres",
+  ...extra,
+];
+
 async function psqlFile(dir: string, file: string) {
-  return await run(join(PG_BIN, "psql"), [
-    "-X",
-    "-q",
-    "-v",
-    "ON_ERROR_STOP=1",
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(PORT),
-    "-U",
-    "postgres",
-    "-d",
-    "postgres",
-    "-f",
-    file,
-  ], { cwd: dir });
+  return await run(PSQL, psqlArgs("-v", "ON_ERROR_STOP=1", "-f", file), { cwd: dir });
 }
 
 async function query(sql: string): Promise<string> {
-  return (await runOk(join(PG_BIN, "psql"), [
-    "-X",
-    "-q",
-    "-tA",
-    "-v",
-    "ON_ERROR_STOP=1",
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(PORT),
-    "-U",
-    "postgres",
-    "-d",
-    "postgres",
-    "-c",
-    sql,
-  ])).trim();
+  return (await runOk(PSQL, psqlArgs("-tA", "-v", "ON_ERROR_STOP=1", "-c", sql))).trim();
 }
 
 Deno.test("the migrations apply with plain psql on bare Postgres without pg_net or Vault", async (t) => {
@@ -110,22 +95,16 @@ Deno.test("the migrations apply with plain psql on bare Postgres without pg_net 
     });
 
     await t.step("scheduling says what is missing: pg_net and Vault", async () => {
-      const r = await run(join(PG_BIN, "psql"), [
-        "-X",
-        "-tA",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        String(PORT),
-        "-U",
-        "postgres",
-        "-d",
-        "postgres",
-        "-v",
-        "VERBOSITY=verbose",
-        "-c",
-        "set role service_role; select * from public.schedule_backfill_scheduler()",
-      ]);
+      const r = await run(
+        PSQL,
+        psqlArgs(
+          "-tA",
+          "-v",
+          "VERBOSITY=verbose",
+          "-c",
+          "set role service_role; select * from public.schedule_backfill_scheduler()",
+        ),
+      );
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /55000/);
       assert.match(r.stderr, /pg_net/);
